@@ -1,0 +1,1 @@
+"""Two-stage feature-cache pipeline for distilling speech foundation models."""

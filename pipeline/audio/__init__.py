@@ -1,0 +1,1 @@
+"""Audio I/O, validation, resampling and deterministic distortions."""

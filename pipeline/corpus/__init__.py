@@ -1,0 +1,1 @@
+"""Manifests, the synthetic TTS corpus, real-speech corpora and audio views."""

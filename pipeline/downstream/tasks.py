@@ -1,0 +1,141 @@
+"""Task registry: name -> manifest label column, label codec, head and metric (SUPERB recipes).
+
+A codec turns label strings into training targets and head logits back into label strings, so
+every metric compares strings and a label never seen in training is simply never predicted.
+Sequence tasks (PR, ASR) fit the same shape: a CTC codec (tokenize/collate/ctc loss/greedy
+decode), a frame-level head, and `error_rate` as the metric.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pipeline.downstream.heads import PooledClassifier
+from pipeline.downstream.metrics import accuracy, slot_accuracy
+
+
+class Codec(Protocol):
+    """Label strings <-> targets and logits; `state()` is saved in the head checkpoint."""
+
+    n_outputs: int
+
+    def encode(self, label: str) -> Any | None: ...
+    def collate(self, targets: list[Any]) -> Any: ...
+    def loss(self, logits: torch.Tensor, mask: torch.Tensor, targets: Any) -> torch.Tensor: ...
+    def decode(self, logits: torch.Tensor, mask: torch.Tensor) -> list[str]: ...
+    def state(self) -> dict[str, Any]: ...
+
+
+class ClassCodec:
+    """One class per utterance; the vocabulary is the sorted set of training labels."""
+
+    def __init__(self, vocab: Sequence[str]) -> None:
+        self.vocab = list(vocab)
+        self.index = {v: i for i, v in enumerate(self.vocab)}
+        self.n_outputs = len(self.vocab)
+
+    @classmethod
+    def fit(cls, labels: Sequence[str]) -> ClassCodec:
+        return cls(sorted({label.strip() for label in labels}))
+
+    def encode(self, label: str) -> int | None:
+        return self.index.get(label.strip())
+
+    def collate(self, targets: list[int]) -> torch.Tensor:
+        return torch.tensor(targets, dtype=torch.long)
+
+    def loss(self, logits: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, targets)
+
+    def decode(self, logits: torch.Tensor, mask: torch.Tensor) -> list[str]:
+        return [self.vocab[i] for i in logits.argmax(dim=-1).tolist()]
+
+    def state(self) -> dict[str, Any]:
+        return {"kind": "class", "vocab": self.vocab}
+
+
+class SlotCodec:
+    """Several categorical slots per label ("action|object|location"); output = concatenated slot logits."""
+
+    def __init__(self, slots: Sequence[Sequence[str]], sep: str = "|") -> None:
+        self.slots = [list(s) for s in slots]
+        self.sep = sep
+        self.index = [{v: i for i, v in enumerate(s)} for s in self.slots]
+        self.sizes = [len(s) for s in self.slots]
+        self.n_outputs = sum(self.sizes)
+
+    @classmethod
+    def fit(cls, labels: Sequence[str], sep: str = "|") -> SlotCodec:
+        split = [[p.strip() for p in label.split(sep)] for label in labels]
+        counts = {len(s) for s in split}
+        if len(counts) != 1:
+            raise ValueError(f"slot labels have differing numbers of '{sep}'-separated slots "
+                             f"{sorted(counts)} (e.g. {labels[0]!r}); fix the manifest's label column")
+        return cls([sorted({s[i] for s in split}) for i in range(counts.pop())], sep)
+
+    def encode(self, label: str) -> list[int] | None:
+        parts = [p.strip() for p in label.split(self.sep)]
+        if len(parts) != len(self.slots) or any(p not in ix for p, ix in zip(parts, self.index, strict=True)):
+            return None
+        return [ix[p] for p, ix in zip(parts, self.index, strict=True)]
+
+    def collate(self, targets: list[list[int]]) -> torch.Tensor:
+        return torch.tensor(targets, dtype=torch.long)
+
+    def loss(self, logits: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        chunks = logits.split(self.sizes, dim=-1)
+        return sum(F.cross_entropy(c, targets[:, i]) for i, c in enumerate(chunks))
+
+    def decode(self, logits: torch.Tensor, mask: torch.Tensor) -> list[str]:
+        best = [c.argmax(dim=-1).tolist() for c in logits.split(self.sizes, dim=-1)]
+        rows = zip(*best, strict=True)
+        return [self.sep.join(self.slots[s][i] for s, i in enumerate(row)) for row in rows]
+
+    def state(self) -> dict[str, Any]:
+        return {"kind": "slots", "slots": self.slots, "sep": self.sep}
+
+
+CODECS: dict[str, Callable[..., Codec]] = {"class": ClassCodec, "slots": SlotCodec}
+
+
+def codec_from_state(state: dict[str, Any]) -> Codec:
+    """Rebuild a codec saved with `state()` in a head checkpoint."""
+    state = dict(state)
+    kind = state.pop("kind")
+    if kind not in CODECS:
+        raise ValueError(f"unknown label codec '{kind}' in the head checkpoint (known: {sorted(CODECS)})")
+    return CODECS[kind](**state)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One downstream task: where its labels live, how they are coded, its head and its metric."""
+
+    name: str
+    column: str
+    fit_codec: Callable[[Sequence[str]], Codec]
+    make_head: Callable[[int, int], nn.Module]
+    metric: str
+    score: Callable[[Sequence[str], Sequence[str]], float]
+    higher_is_better: bool = True
+
+
+TASKS: dict[str, Task] = {
+    "ks": Task("ks", "keyword", ClassCodec.fit, PooledClassifier, "acc", accuracy),
+    "ic": Task("ic", "intent", SlotCodec.fit, PooledClassifier, "acc", slot_accuracy),
+    "sid": Task("sid", "speaker", ClassCodec.fit, PooledClassifier, "acc", accuracy),
+    "er": Task("er", "style", ClassCodec.fit, PooledClassifier, "acc", accuracy),
+}
+
+
+def get_task(name: str) -> Task:
+    """Look a task up by name; unknown names raise with the list of known ones."""
+    if name not in TASKS:
+        raise KeyError(f"unknown downstream task '{name}' (known: {sorted(TASKS)})")
+    return TASKS[name]

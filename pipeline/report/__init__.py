@@ -1,0 +1,1 @@
+"""Paper-style tables and figures regenerated from the downstream score JSONs alone."""

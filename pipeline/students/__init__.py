@@ -1,0 +1,1 @@
+"""Student architectures and their checkpoints (loadable through the upstream interface)."""

@@ -1,0 +1,118 @@
+"""Build an Upstream from a config entry (config.yaml `teachers:`/`students:`); devices and layers."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from .base import Upstream
+
+
+def pick_device(prefer: str = "auto") -> torch.device:
+    """'auto' -> cuda when available, else cpu; an explicit device must be usable."""
+    if prefer == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(prefer)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device '{prefer}' requested but CUDA is not available; use 'cpu' or 'auto'")
+    return device
+
+
+def relative_depth_layers(num_layers: int, fractions: Sequence[float] = (1 / 3, 2 / 3, 1.0)) -> list[int]:
+    """Hidden-state indices at relative depths: round(f * (num_layers - 1)), half up; 0 = input."""
+    if num_layers < 1:
+        raise ValueError("num_layers must be positive")
+    for f in fractions:
+        if not 0.0 <= f <= 1.0:
+            raise ValueError(f"relative depth {f} is outside [0, 1]")
+    return [math.floor(f * (num_layers - 1) + 0.5) for f in fractions]
+
+
+def resolve_layers(layers: Any, num_layers: int) -> list[int] | None:
+    """Indices for a `layers` spec: 'all' (None), [ints] (negatives from the end), {'relative': [f]}."""
+    if layers is None or layers == "all":
+        return None
+    if isinstance(layers, dict) and set(layers) == {"relative"}:
+        return relative_depth_layers(num_layers, layers["relative"])
+    if isinstance(layers, (list, tuple)) and layers and all(isinstance(i, int) for i in layers):
+        out = [i + num_layers if i < 0 else i for i in layers]
+        bad = [i for i, o in zip(layers, out, strict=True) if not 0 <= o < num_layers]
+        if bad:
+            raise ValueError(f"layers {bad} out of range for an upstream with {num_layers} hidden states")
+        return out
+    raise ValueError(f"layers must be 'all', a list of ints or {{'relative': [fractions]}}, got {layers!r}")
+
+
+class LayerSelect(Upstream):
+    """An Upstream restricted to a subset of another's hidden states."""
+
+    def __init__(self, inner: Upstream, layers: Sequence[int]):
+        super().__init__()
+        self.inner = inner
+        self.layers = list(layers)
+        self.name, self.kind, self.source = inner.name, inner.kind, inner.source
+        self.frame_rate, self.min_samples = inner.frame_rate, inner.min_samples
+        self.num_layers, self.dim = len(self.layers), inner.dim
+
+    def hidden_states(self, wav: torch.Tensor) -> list[torch.Tensor]:
+        """The selected hidden states of one clip."""
+        states = self.inner.hidden_states(wav)
+        return [states[i] for i in self.layers]
+
+    def hidden_states_batch(self, wavs: Sequence[torch.Tensor]) -> list[list[torch.Tensor]]:
+        """The selected hidden states of several clips."""
+        return [[s[i] for i in self.layers] for s in self.inner.hidden_states_batch(wavs)]
+
+    def num_frames(self, num_samples: int) -> int:
+        """Same frame count as the wrapped upstream."""
+        return self.inner.num_frames(num_samples)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The wrapped fingerprint with the selected indices."""
+        fp = self.inner.fingerprint()
+        fp.update(num_layers=self.num_layers, layers=self.layers)
+        return fp
+
+
+def _whisper_ct2(name: str, spec: dict[str, Any]) -> Upstream:
+    from .whisper import load_whisper_ct2
+
+    return load_whisper_ct2(package=spec.get("package"), path=spec.get("path"), name=name)
+
+
+def _hf(name: str, spec: dict[str, Any]) -> Upstream:
+    from .hf import load_hf
+
+    if "model" not in spec:
+        raise ValueError(f"teacher '{name}': kind 'hf' needs 'model' (a hub id or local directory)")
+    return load_hf(spec["model"], name=name)
+
+
+def _student(name: str, spec: dict[str, Any]) -> Upstream:
+    from pipeline.students.checkpoint import load_student
+
+    if "checkpoint" not in spec:
+        raise ValueError(f"upstream '{name}': kind 'student' needs 'checkpoint' (a checkpoint directory)")
+    return load_student(spec["checkpoint"])
+
+
+LOADERS: dict[str, Callable[[str, dict[str, Any]], Upstream]] = {
+    "whisper_ct2": _whisper_ct2,
+    "hf": _hf,
+    "student": _student,
+}
+
+
+def load_upstream(name: str, spec: dict[str, Any], device: str = "cpu") -> Upstream:
+    """Load the upstream a config entry describes, in eval mode on device, restricted to spec['layers']."""
+    kind = spec.get("kind")
+    if kind not in LOADERS:
+        raise ValueError(f"upstream '{name}': unknown kind {kind!r}; known kinds: {sorted(LOADERS)}")
+    upstream = LOADERS[kind](name, spec)
+    upstream.name = name
+    upstream = upstream.to(pick_device(device)).eval()
+    layers = resolve_layers(spec.get("layers", "all"), upstream.num_layers)
+    return upstream if layers is None else LayerSelect(upstream, layers).eval()

@@ -1,0 +1,202 @@
+"""End to end on random cached features: train_head learns a planted signal, stays at chance on noise,
+is deterministic, and score handles distorted copies, real-speech manifests and unseen labels."""
+
+import itertools
+import json
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from pipeline.cache.store import Store, StoreWriter
+from pipeline.corpus.manifest import write_manifest
+from pipeline.downstream.run import score, train_head
+
+ROOT = Path(__file__).resolve().parents[2]
+KEYWORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven"]
+SLOTS = [["activate", "deactivate", "bring"], ["lights", "music"], ["kitchen", "none"]]
+INTENTS = ["|".join(c) for c in itertools.product(*SLOTS)]
+LAYERS, DIM, SIGNAL_LAYER = 3, 16, 1
+FINGERPRINT = {"upstream": "fake", "num_params": 1234567}
+
+
+class StandInCache:
+    """Minimal stand-in for pipeline.cache.index.FeatureCache over Store shards listed in a TSV."""
+
+    def __init__(self, stores: list[Store]) -> None:
+        self._where = {k: s for s in stores for k in s.ids}
+        self.keys = list(self._where)
+        self.fingerprint = stores[0].fingerprint
+
+    @classmethod
+    def open(cls, index: str, expect: dict | None = None) -> "StandInCache":
+        return cls([Store(p, expect=expect) for p in pd.read_csv(index, sep="\t")["path"]])
+
+    def get(self, key: str) -> np.ndarray:
+        return self._where[key].get(key)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _modules():
+    """Serve features through StandInCache (reads write_features' index); stub distill.methods if absent.
+
+    To test against the real pipeline.cache.index.FeatureCache, make write_features build its index and
+    drop the first setitem.
+    """
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(sys.modules, "pipeline.cache.index", types.SimpleNamespace(FeatureCache=StandInCache))
+        try:
+            import pipeline.distill.methods  # noqa: F401
+        except ImportError:
+            students = yaml.safe_load((ROOT / "config.yaml").read_text())["students"]
+            methods = {s["method"] for s in students.values()}
+            mp.setitem(sys.modules, "pipeline.distill.methods", types.SimpleNamespace(METHODS=methods))
+        yield
+
+
+def write_features(path: Path, arrays: dict[str, np.ndarray], shards: int = 2) -> str:
+    """Write arrays into `shards` stores and an index TSV listing them; return the index path."""
+    keys = sorted(arrays)
+    paths = []
+    for s in range(shards):
+        store = path / f"shard{s}.zarr"
+        with StoreWriter(store, FINGERPRINT) as writer:
+            for k in keys[s::shards]:
+                writer.add(k, arrays[k])
+        paths.append(str(store))
+    index = path / "index.tsv"
+    pd.DataFrame({"path": paths}).to_csv(index, sep="\t", index=False)
+    return str(index)
+
+
+def make_corpus(tmp: Path, signal: bool, seed: int = 0) -> tuple[str, str, pd.DataFrame]:
+    """KS and IC utterances (8 keywords, 12 intents) with class-dependent means in one layer if `signal`."""
+    rng = np.random.default_rng(seed)
+    means = {v: rng.normal(size=DIM) for v in KEYWORDS + [v for s in SLOTS for v in s]}
+    rows, arrays = [], {}
+    plan = [("keyword", k, means[k]) for k in KEYWORDS] + \
+           [("intent", i, sum(means[v] for v in i.split("|"))) for i in INTENTS]
+    for col, label, mean in plan:
+        for split, count in (("train", 10), ("dev", 3), ("test", 4)):
+            for n in range(count):
+                utt = f"{col[:2]}-{label.replace('|', '-')}-{split}-{n}"
+                x = rng.normal(size=(int(rng.integers(8, 20)), LAYERS, DIM))
+                if signal:
+                    x[:, SIGNAL_LAYER] += 1.5 * mean
+                arrays[f"{utt}@0"] = x
+                rows.append({"utt_id": utt, "path": f"{utt}.wav", "num_samples": 16000, "sample_rate": 16000,
+                             "split": split, "speaker": "s1", col: label})
+    manifest = pd.DataFrame(rows)
+    write_manifest(manifest, tmp / "manifest.tsv")
+    tmp.joinpath("feats").mkdir()
+    return str(tmp / "manifest.tsv"), write_features(tmp / "feats", arrays), manifest
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory) -> str:
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    small = {"steps": 150, "lr": 3.0e-3, "batch_size": 16, "seeds": [0]}
+    cfg["downstream"]["tasks"] = {"ks": small, "ic": small}
+    path = tmp_path_factory.mktemp("cfg") / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory) -> tuple[str, str, pd.DataFrame]:
+    return make_corpus(tmp_path_factory.mktemp("planted"), signal=True)
+
+
+@pytest.fixture(scope="module")
+def ks_head(tmp_path_factory, config, planted) -> str:
+    manifest, features, _ = planted
+    out = tmp_path_factory.mktemp("head") / "ks.pt"
+    train_head(config, "ks", "fake", features, manifest, str(out), seed=0)
+    return str(out)
+
+
+def test_ks_learns_planted_signal(tmp_path, config, planted, ks_head):
+    manifest, features, _ = planted
+    ckpt = torch.load(ks_head, weights_only=False)
+    assert ckpt["dev_value"] > 0.9 and ckpt["codec"]["vocab"] == sorted(KEYWORDS)
+    assert int(np.argmax(ckpt["layer_weights"])) == SIGNAL_LAYER
+    curve = pd.read_csv(ks_head.replace(".pt", ".curve.tsv"), sep="\t")
+    assert list(curve.columns) == ["step", "train_loss", "dev_acc"] and curve["step"].iloc[-1] == 150
+    assert Path(ks_head.replace(".pt", ".curve.png")).stat().st_size > 0
+    score(config, "ks", "fake", "clean", ks_head, features, manifest, str(tmp_path / "s.json"))
+    result = json.loads((tmp_path / "s.json").read_text())
+    assert result["value"] > 0.9 and result["n"] == len(KEYWORDS) * 4
+    assert {k: result[k] for k in ("upstream", "task", "condition", "metric", "seeds", "lr", "steps")} == {
+        "upstream": "fake", "task": "ks", "condition": "clean", "metric": "acc", "seeds": [0], "lr": 3e-3,
+        "steps": 150}
+    assert result["num_params"] == FINGERPRINT["num_params"] and len(result["layer_weights"]) == LAYERS
+
+
+def test_ic_learns_planted_signal(tmp_path, config, planted):
+    manifest, features, _ = planted
+    head = str(tmp_path / "ic.pt")
+    train_head(config, "ic", "fake", features, manifest, head, seed=1)
+    score(config, "ic", "fake", "clean", head, features, manifest, str(tmp_path / "s.json"))
+    result = json.loads((tmp_path / "s.json").read_text())
+    assert result["value"] > 0.9 and result["n"] == len(INTENTS) * 4
+
+
+def test_noise_stays_near_chance(tmp_path, config):
+    manifest, features, _ = make_corpus(tmp_path, signal=False, seed=1)
+    head = str(tmp_path / "ks.pt")
+    train_head(config, "ks", "fake", features, manifest, head)
+    score(config, "ks", "fake", "clean", head, features, manifest, str(tmp_path / "s.json"))
+    assert json.loads((tmp_path / "s.json").read_text())["value"] < 0.35  # chance is 1/8
+
+
+def test_same_seed_same_head(tmp_path, config, planted, ks_head):
+    manifest, features, _ = planted
+    train_head(config, "ks", "fake", features, manifest, str(tmp_path / "again.pt"), seed=0)
+    a, b = torch.load(ks_head, weights_only=False), torch.load(tmp_path / "again.pt", weights_only=False)
+    assert a["curve"] == b["curve"]
+    for name, tensor in a["model"].items():
+        torch.testing.assert_close(tensor, b["model"][name], rtol=0, atol=0)
+
+
+def test_score_counts_every_distorted_copy(tmp_path, config, planted, ks_head):
+    manifest, _, df = planted
+    rng = np.random.default_rng(5)
+    test = df[(df["split"] == "test") & df["keyword"].notna()]
+    arrays = {f"{u}@{c}": rng.normal(size=(10, LAYERS, DIM)) for u in test["utt_id"] for c in (0, 1)}
+    features = write_features(tmp_path, arrays)
+    score(config, "ks", "fake", "indomain", ks_head, features, manifest, str(tmp_path / "s.json"))
+    result = json.loads((tmp_path / "s.json").read_text())
+    assert result["n"] == 2 * len(test) and result["n_utterances"] == len(test)
+
+
+def test_real_manifest_with_unseen_and_empty_labels(tmp_path, config, ks_head):
+    labels = ["one", "two", "banana", "", "seven", "banana"]
+    rng = np.random.default_rng(7)
+    rows = [{"utt_id": f"real{i}", "path": f"r{i}.wav", "num_samples": 16000, "sample_rate": 16000,
+             "split": "test", "speaker": "ast", "keyword": k} for i, k in enumerate(labels)]
+    write_manifest(pd.DataFrame(rows), tmp_path / "real.tsv")
+    features = write_features(tmp_path, {f"real{i}@0": rng.normal(size=(9, LAYERS, DIM)) for i in range(6)})
+    real = str(tmp_path / "real.tsv")
+    score(config, "ks", "fake", "real", ks_head, features, real, str(tmp_path / "s.json"))
+    result = json.loads((tmp_path / "s.json").read_text())
+    assert result["n"] == 5 and result["unseen_labels"]["count"] == 2
+    assert result["unseen_labels"]["labels"] == ["banana"] and "wrong" in result["unseen_labels"]["policy"]
+    assert result["value"] <= 3 / 5
+
+
+def test_errors_name_the_problem(tmp_path, config, planted, ks_head):
+    manifest, features, _ = planted
+    cfg = yaml.safe_load(Path(config).read_text())
+    del cfg["downstream"]["tasks"]["ic"]
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(KeyError, match="downstream.tasks has no 'ic'"):
+        train_head(str(tmp_path / "c.yaml"), "ic", "fake", features, manifest, str(tmp_path / "x.pt"))
+    with pytest.raises(ValueError, match="trained for task 'ks'"):
+        score(config, "ic", "fake", "clean", ks_head, features, manifest, str(tmp_path / "s.json"))
+    with pytest.raises(Exception, match="upstream"):
+        score(config, "ks", "other", "clean", ks_head, features, manifest, str(tmp_path / "s.json"))

