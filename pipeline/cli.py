@@ -22,7 +22,6 @@ VERBS: dict[str, str] = {
     "extract": "pipeline.cache.extract:extract_shard",
     "index": "pipeline.cache.index:build_index",
     "train-student": "pipeline.distill.train:train_student",
-    "downstream": "pipeline.downstream.run:run_task",
     "train-head": "pipeline.downstream.run:train_head",
     "score": "pipeline.downstream.run:score",
     "report": "pipeline.report.tables:build_report",

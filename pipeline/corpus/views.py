@@ -106,8 +106,8 @@ def plan_view(df: pd.DataFrame, where: str) -> str:
     return views.pop()
 
 
-def render_view_shard(config: str, manifest: str, plan: str, shard: int, shards: int,
-                      rir_bank: str, noise_bank: str, out: str) -> None:
+def render_view_shard(config: str, manifest: str, plan: str, shard: int, shards: int, out: str,
+                      rir_bank: str = "", noise_bank: str = "") -> None:
     """Render this shard's utterances (all copies) into a view-audio store of 1-D float32 waveforms.
 
     The clean view needs no banks: they are not read and `banks_sha256` is None.

@@ -114,7 +114,7 @@ def test_plan_families_are_disjoint(config_path, tmp_path):
 
 
 def render(config_path, manifest, plan, banks, out, shard=0, shards=2):
-    views.render_view_shard(config_path, manifest, str(plan), shard, shards, *banks, str(out))
+    views.render_view_shard(config_path, manifest, str(plan), shard, shards, str(out), *banks)
     return Store(out)
 
 

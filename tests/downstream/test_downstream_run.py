@@ -13,7 +13,8 @@ import pytest
 import torch
 import yaml
 
-from pipeline.cache.store import Store, StoreWriter
+from pipeline.cache.index import build_index
+from pipeline.cache.store import CacheMismatchError, StoreWriter
 from pipeline.corpus.manifest import write_manifest
 from pipeline.downstream.run import score, train_head
 
@@ -25,31 +26,10 @@ LAYERS, DIM, SIGNAL_LAYER = 3, 16, 1
 FINGERPRINT = {"upstream": "fake", "num_params": 1234567}
 
 
-class StandInCache:
-    """Minimal stand-in for pipeline.cache.index.FeatureCache over Store shards listed in a TSV."""
-
-    def __init__(self, stores: list[Store]) -> None:
-        self._where = {k: s for s in stores for k in s.ids}
-        self.keys = list(self._where)
-        self.fingerprint = stores[0].fingerprint
-
-    @classmethod
-    def open(cls, index: str, expect: dict | None = None) -> "StandInCache":
-        return cls([Store(p, expect=expect) for p in pd.read_csv(index, sep="\t")["path"]])
-
-    def get(self, key: str) -> np.ndarray:
-        return self._where[key].get(key)
-
-
 @pytest.fixture(scope="module", autouse=True)
-def _modules():
-    """Serve features through StandInCache (reads write_features' index); stub distill.methods if absent.
-
-    To test against the real pipeline.cache.index.FeatureCache, make write_features build its index and
-    drop the first setitem.
-    """
+def _methods():
+    """Stub pipeline.distill.methods (needed by load_config) while it is still being written."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(sys.modules, "pipeline.cache.index", types.SimpleNamespace(FeatureCache=StandInCache))
         try:
             import pipeline.distill.methods  # noqa: F401
         except ImportError:
@@ -69,9 +49,8 @@ def write_features(path: Path, arrays: dict[str, np.ndarray], shards: int = 2) -
             for k in keys[s::shards]:
                 writer.add(k, arrays[k])
         paths.append(str(store))
-    index = path / "index.tsv"
-    pd.DataFrame({"path": paths}).to_csv(index, sep="\t", index=False)
-    return str(index)
+    build_index(paths, str(path / "index.tsv"))
+    return str(path / "index.tsv")
 
 
 def make_corpus(tmp: Path, signal: bool, seed: int = 0) -> tuple[str, str, pd.DataFrame]:
@@ -198,5 +177,7 @@ def test_errors_name_the_problem(tmp_path, config, planted, ks_head):
         train_head(str(tmp_path / "c.yaml"), "ic", "fake", features, manifest, str(tmp_path / "x.pt"))
     with pytest.raises(ValueError, match="trained for task 'ks'"):
         score(config, "ic", "fake", "clean", ks_head, features, manifest, str(tmp_path / "s.json"))
-    with pytest.raises(Exception, match="upstream"):
+    with pytest.raises(ValueError, match="trained for upstream 'fake', not 'other'"):
         score(config, "ks", "other", "clean", ks_head, features, manifest, str(tmp_path / "s.json"))
+    with pytest.raises(CacheMismatchError, match="upstream: store has 'fake', expected 'other'"):
+        train_head(config, "ks", "other", features, manifest, str(tmp_path / "x.pt"))

@@ -1,0 +1,67 @@
+"""Stage 1: run one upstream over one view-audio shard and store its layerwise hidden states."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from pipeline.cache.store import Store, StoreWriter
+from pipeline.config import load_config
+from pipeline.teachers.registry import load_upstream
+
+log = logging.getLogger(__name__)
+CACHE_VERSION = "1"
+
+
+def upstream_spec(cfg: dict[str, Any], name: str, checkpoint: str = "") -> dict[str, Any]:
+    """Config entry of a teacher, or a student-checkpoint spec for a trained student."""
+    if name in cfg["teachers"]:
+        return cfg["teachers"][name]
+    if name in cfg["students"]:
+        if not checkpoint:
+            raise ValueError(f"upstream '{name}' is a student: pass --checkpoint <dir>")
+        return {"kind": "student", "checkpoint": checkpoint}
+    raise KeyError(f"upstream '{name}' is neither a teacher nor a student in the config "
+                   f"(teachers: {sorted(cfg['teachers'])}, students: {sorted(cfg['students'])})")
+
+
+def _batches(store: Store, max_samples: int) -> list[list[int]]:
+    """Consecutive utterance indices grouped so each group holds at most max_samples samples."""
+    groups, cur, total = [], [], 0
+    for i in range(len(store)):
+        n = store.num_rows(i)
+        if cur and total + n > max_samples:
+            groups.append(cur)
+            cur, total = [], 0
+        cur.append(i)
+        total += n
+    return groups + ([cur] if cur else [])
+
+
+def extract_shard(config: str, upstream: str, audio: str, out: str, checkpoint: str = "",
+                  threads: int = 0) -> None:
+    """Hidden states (frames, layers, dim) of every utterance in view-audio store `audio` -> store `out`."""
+    if threads:
+        torch.set_num_threads(threads)
+    cfg = load_config(config)
+    model = load_upstream(upstream, upstream_spec(cfg, upstream, checkpoint), device="auto")
+    source = Store(audio, expect={"kind": "view_audio"})
+    fingerprint = {**model.fingerprint(), "upstream": upstream, "view_audio": source.fingerprint, "dtype": cfg["cache"]["dtype"],
+                   "code_version": CACHE_VERSION,
+                   "num_params": sum(p.numel() for p in model.parameters())}
+    groups = _batches(source, int(cfg["cache"]["batch_seconds"] * 16000))
+    with StoreWriter(out, fingerprint, cfg["cache"]["dtype"], cfg["cache"]["compression"]) as writer:
+        for group in tqdm(groups, desc=f"extract {upstream}", unit="batch", mininterval=5):
+            wavs = [torch.from_numpy(np.asarray(source[i], np.float32)) for i in group]
+            try:
+                outputs = model.hidden_states_batch(wavs)
+            except ValueError as err:
+                keys = [source.ids[i] for i in group]
+                raise ValueError(f"{audio}: {upstream} failed on one of {keys}: {err}") from err
+            for i, states in zip(group, outputs, strict=True):
+                writer.add(source.ids[i], torch.stack(states, dim=1).float().cpu().numpy())
+    log.info("%s: wrote %d utterances to %s", upstream, len(source), out)

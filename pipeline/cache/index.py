@@ -1,0 +1,69 @@
+"""Random access over the shards of one (producer, corpus, view): an index TSV of shard stores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.cache.store import CacheError, Store
+
+
+def build_index(stores: list[str], out: str) -> None:
+    """Write an index TSV (key, store, row, start, frames) over complete stores; refuses mixed fingerprints."""
+    rows, first = [], None
+    for path in stores:
+        store = Store(path)
+        fp = {k: v for k, v in store.fingerprint.items() if k not in ("shard", "view_audio")}
+        if first is None:
+            first = (path, fp)
+        elif fp != first[1]:
+            raise CacheError(f"{path} and {first[0]} were made by different producers; re-extract one of them")
+        for i, key in enumerate(store.ids):
+            rows.append((key, str(path), i, int(store.offsets[i]), store.num_rows(i)))
+    df = pd.DataFrame(rows, columns=["key", "store", "row", "start", "frames"])
+    dup = df["key"][df["key"].duplicated()]
+    if len(dup):
+        raise CacheError(f"utterance {dup.iloc[0]} appears in two shards; the shards overlap")
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out, sep="\t", index=False)
+
+
+class FeatureCache:
+    """All utterances of one (producer, corpus, view); `get(key)` returns rows without copying shards."""
+
+    def __init__(self, stores: list[Store]) -> None:
+        self.stores = stores
+        self._where: dict[str, tuple[Store, int]] = {}
+        for store in stores:
+            for i, key in enumerate(store.ids):
+                self._where[key] = (store, i)
+        self.keys: list[str] = sorted(self._where)
+        self.fingerprint: dict[str, Any] = stores[0].fingerprint if stores else {}
+
+    @classmethod
+    def open(cls, index: str | Path, expect: dict[str, Any] | None = None) -> FeatureCache:
+        """Open every store an index lists, checking each against `expect`."""
+        df = pd.read_csv(index, sep="\t", usecols=["store"])
+        paths = list(dict.fromkeys(df["store"]))
+        if not paths:
+            raise CacheError(f"{index}: index lists no stores; rerun extraction")
+        return cls([Store(p, expect) for p in paths])
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._where
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def get(self, key: str) -> np.ndarray:
+        if key not in self._where:
+            raise KeyError(f"{key} is not in the cache ({len(self.keys)} utterances)")
+        store, i = self._where[key]
+        return store[i]
+
+    def num_rows(self, key: str) -> int:
+        store, i = self._where[key]
+        return store.num_rows(i)

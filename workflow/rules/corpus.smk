@@ -1,0 +1,55 @@
+# Stage 0: the synthetic TTS corpus (sharded across jobs) and the real-speech test corpus.
+
+
+rule synthesize:
+    output:
+        L.synth_shard("{shard}"),
+    log:
+        f"{L.root}/logs/synthesize/{{shard}}.log",
+    benchmark:
+        f"{L.root}/benchmarks/synthesize/{{shard}}.tsv"
+    params:
+        shards=config["corpus"]["synthetic"]["shards"],
+        wav_dir=f"{L.root}/corpus/synthetic/wav",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    conda:
+        "../../envs/pipeline.yaml"
+    shell:
+        "python -m pipeline synthesize --config {CONFIG_FILE} --shard {wildcards.shard} "
+        "--shards {params.shards} --out-dir {params.wav_dir} --manifest-out {output} 2> {log}"
+
+
+rule merge_manifests:
+    input:
+        [L.synth_shard(i) for i in range(config["corpus"]["synthetic"]["shards"])],
+    output:
+        L.manifest("synthetic"),
+    log:
+        f"{L.root}/logs/merge_manifests.log",
+    conda:
+        "../../envs/pipeline.yaml"
+    shell:
+        "python -m pipeline merge-manifests --inputs {input} --output {output} 2> {log}"
+
+
+rule prepare_asterisk:
+    output:
+        L.manifest("asterisk"),
+    log:
+        f"{L.root}/logs/prepare_asterisk.log",
+    benchmark:
+        f"{L.root}/benchmarks/prepare_asterisk.tsv"
+    params:
+        wav_dir=f"{L.root}/corpus/asterisk/wav",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=30,
+    conda:
+        "../../envs/pipeline.yaml"
+    shell:
+        "python -m pipeline prepare-asterisk --config {CONFIG_FILE} --out-dir {params.wav_dir} "
+        "--manifest-out {output} 2> {log}"

@@ -1,0 +1,93 @@
+# Stage 1a: noise and room banks, per-view distortion plans, and the rendered view audio shards.
+
+
+rule rir_bank:
+    output:
+        L.bank("rir"),
+    log:
+        f"{L.root}/logs/rir_bank.log",
+    benchmark:
+        f"{L.root}/benchmarks/rir_bank.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../../envs/pipeline.yaml"
+    shell:
+        "python -m pipeline rir-bank --config {CONFIG_FILE} --out {output} 2> {log}"
+
+
+rule noise_bank:
+    input:
+        L.manifest("synthetic"),
+    output:
+        L.bank("noise"),
+    log:
+        f"{L.root}/logs/noise_bank.log",
+    benchmark:
+        f"{L.root}/benchmarks/noise_bank.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../../envs/pipeline.yaml"
+    shell:
+        "python -m pipeline noise-bank --config {CONFIG_FILE} --manifest {input} --out {output} 2> {log}"
+
+
+rule view_plan:
+    input:
+        lambda w: L.manifest(w.corpus),
+    output:
+        L.view_plan("{corpus}", "{view}"),
+    log:
+        f"{L.root}/logs/view_plan/{{corpus}}-{{view}}.log",
+    conda:
+        "../../envs/pipeline.yaml"
+    shell:
+        "python -m pipeline view-plan --config {CONFIG_FILE} --manifest {input} --view {wildcards.view} "
+        "--out {output} 2> {log}"
+
+
+def view_banks(wildcards):
+    return [] if wildcards.view == "clean" else [L.bank("rir"), L.bank("noise")]
+
+
+rule render_view:
+    input:
+        manifest=lambda w: L.manifest(w.corpus),
+        plan=L.view_plan("{corpus}", "{view}"),
+        banks=view_banks,
+    output:
+        directory(L.view_store("{corpus}", "{view}", "{shard}")),
+    log:
+        f"{L.root}/logs/render_view/{{corpus}}-{{view}}-{{shard}}.log",
+    benchmark:
+        f"{L.root}/benchmarks/render_view/{{corpus}}-{{view}}-{{shard}}.tsv"
+    params:
+        shards=L.shards,
+        banks=lambda w: "" if w.view == "clean" else f"--rir-bank {L.bank('rir')} --noise-bank {L.bank('noise')}",
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=60,
+    conda:
+        "../../envs/pipeline.yaml"
+    shell:
+        "python -m pipeline render-view --config {CONFIG_FILE} --manifest {input.manifest} --plan {input.plan} "
+        "--shard {wildcards.shard} --shards {params.shards} {params.banks} --out {output} 2> {log}"
+
+
+rule index_view:
+    input:
+        lambda w: [L.view_store(w.corpus, w.view, i) for i in range(L.shards)],
+    output:
+        L.view_index("{corpus}", "{view}"),
+    log:
+        f"{L.root}/logs/index_view/{{corpus}}-{{view}}.log",
+    conda:
+        "../../envs/pipeline.yaml"
+    shell:
+        "python -m pipeline index --stores {input} --out {output} 2> {log}"
