@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 from collections.abc import Iterable
 from typing import Any
+
+import yaml
 
 # condition -> (corpus, view) that the test set is read from
 CONDITIONS = {"clean": ("synthetic", "clean"), "indomain": ("synthetic", "indomain"),
@@ -22,6 +26,19 @@ class Layout:
         real = config["corpus"].get("real", {}).get("asterisk", True)
         self.corpora = ["synthetic"] + (["asterisk"] if real else [])
         self.shards = config["views"]["shards"]
+
+    def write_resolved(self) -> str:
+        """Write the validated config (defaults filled, --config overrides applied) for the rules to read.
+
+        Rewritten only when its content changes, so unchanged configs leave its mtime alone."""
+        path = Path(self.root) / "config.resolved.yaml"
+        text = yaml.safe_dump(self.cfg, sort_keys=True)
+        if not path.exists() or path.read_text() != text:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(text)
+            os.replace(tmp, path)
+        return str(path)
 
     @staticmethod
     def regex(names: Iterable[str]) -> str:

@@ -30,15 +30,14 @@ def upstream_spec(cfg: dict[str, Any], name: str, checkpoint: str = "") -> dict[
 
 
 def _batches(store: Store, max_samples: int) -> list[list[int]]:
-    """Consecutive utterance indices grouped so each group holds at most max_samples samples."""
-    groups, cur, total = [], [], 0
-    for i in range(len(store)):
+    """Utterance indices sorted by length, grouped so each padded group holds at most max_samples samples."""
+    groups, cur = [], []
+    for i in sorted(range(len(store)), key=lambda i: (store.num_rows(i), i)):
         n = store.num_rows(i)
-        if cur and total + n > max_samples:
+        if cur and (len(cur) + 1) * n > max_samples:
             groups.append(cur)
-            cur, total = [], 0
+            cur = []
         cur.append(i)
-        total += n
     return groups + ([cur] if cur else [])
 
 

@@ -10,13 +10,15 @@ import pandas as pd
 
 from pipeline.cache.store import CacheError, Store
 
+PER_SHARD_KEYS = ("view_audio", "plan_sha256")  # fingerprint entries that legitimately differ per shard
+
 
 def build_index(stores: list[str], out: str) -> None:
     """Write an index TSV (key, store, row, start, frames) over complete stores; refuses mixed fingerprints."""
     rows, first = [], None
     for path in stores:
         store = Store(path)
-        fp = {k: v for k, v in store.fingerprint.items() if k not in ("shard", "view_audio")}
+        fp = {k: v for k, v in store.fingerprint.items() if k not in PER_SHARD_KEYS}
         if first is None:
             first = (path, fp)
         elif fp != first[1]:

@@ -4,7 +4,7 @@ from pipeline.workflow import CONDITIONS, REPORT_FILES, Layout
 
 validate_config(config)
 L = Layout(config)
-CONFIG_FILE = workflow.overwrite_configfiles[0] if workflow.overwrite_configfiles else "config.yaml"
+CONFIG_FILE = L.write_resolved()
 
 
 wildcard_constraints:

@@ -1,0 +1,137 @@
+"""extract_shard: a tiny random Hugging Face teacher over a view-audio store -> feature store."""
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from transformers import HubertConfig, HubertModel
+
+from pipeline.cache.extract import _batches, extract_shard, upstream_spec
+from pipeline.cache.store import CacheMismatchError, Store, StoreWriter
+from pipeline.teachers.base import weights_sha256
+from pipeline.teachers.registry import load_upstream
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+            conv_dim=(32,) * 7, conv_kernel=(10, 3, 3, 3, 3, 2, 2), conv_stride=(5, 2, 2, 2, 2, 2, 2),
+            num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def _teacher(path, **extra):
+    torch.manual_seed(0)
+    HubertModel(HubertConfig(**TINY, **extra)).save_pretrained(path)
+    return path
+
+
+def _audio(path, n=5, seed=0):
+    rng = np.random.default_rng(seed)
+    wavs = {}
+    for i in range(n):
+        t = np.arange(int(rng.integers(8000, 32000))) / 16000
+        wavs[f"u{i}@0"] = (0.3 * np.sin(2 * np.pi * rng.uniform(100, 400) * t)
+                           + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
+    fp = {"kind": "view_audio", "corpus": "synthetic", "view": "clean", "shard": 0}
+    with StoreWriter(path, fp, dtype="float32") as w:
+        for k, v in wavs.items():
+            w.add(k, v)
+    return wavs
+
+
+def _config(path, teacher_dir, **cache):
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    cfg = copy.deepcopy(cfg)
+    cfg["teachers"] = {"tiny": {"kind": "hf", "model": str(teacher_dir)}}
+    cfg["students"] = {}
+    cfg["downstream"]["upstreams"] = []
+    cfg["cache"].update(cache)
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path)
+
+
+@pytest.mark.parametrize("norm", ["group", "layer"])
+def test_extract_matches_teacher_hidden_states(tmp_path, norm):
+    extra = {"feat_extract_norm": norm, "do_stable_layer_norm": norm == "layer"}
+    teacher = _teacher(tmp_path / "tiny", **extra)
+    wavs = _audio(tmp_path / "audio.zarr")
+    # 1.5 s per extraction batch: several batches, several clips per batch (batched path for 'layer')
+    config = _config(tmp_path / "config.yaml", teacher, dtype="float16", batch_seconds=2.5)
+    out = tmp_path / "feats.zarr"
+    extract_shard(config, "tiny", str(tmp_path / "audio.zarr"), str(out))
+
+    ref = load_upstream("tiny", {"kind": "hf", "model": str(teacher)})
+    store = Store(out, expect={"name": "tiny"})
+    assert store.ids == list(wavs)
+    assert store.dtype == np.float16
+    for key, wav in wavs.items():
+        states = ref.hidden_states(torch.from_numpy(wav))
+        expect = torch.stack(states, dim=1).numpy()  # (T, layers, dim)
+        got = store.get(key)
+        assert got.shape == expect.shape == (ref.num_frames(len(wav)), 3, 32)
+        # float16 storage: relative error ~ 2^-11 of each value, plus a small absolute slack from batching
+        np.testing.assert_allclose(got.astype(np.float32), expect, rtol=2e-3,
+                                   atol=1e-3 * float(np.abs(expect).max()))
+        if norm == "group":  # per-clip path: exactly the float16 rounding of the teacher's output
+            np.testing.assert_array_equal(got, expect.astype(np.float16))
+
+    fp = store.fingerprint
+    assert fp["name"] == "tiny" and fp["upstream"] == "tiny"
+    assert fp["sha256"] == weights_sha256(ref)
+    assert fp["num_params"] == sum(p.numel() for p in ref.parameters())
+    assert fp["num_layers"] == 3 and fp["dim"] == 32
+    assert fp["view_audio"] == {"kind": "view_audio", "corpus": "synthetic", "view": "clean", "shard": 0}
+    assert fp["dtype"] == "float16"
+    with pytest.raises(CacheMismatchError):
+        Store(out, expect={"sha256": "0" * 64})
+
+
+def test_extract_float32_zstd(tmp_path):
+    teacher = _teacher(tmp_path / "tiny")
+    wavs = _audio(tmp_path / "audio.zarr", n=3, seed=1)
+    config = _config(tmp_path / "config.yaml", teacher, dtype="float32", compression="zstd")
+    out = tmp_path / "feats.zarr"
+    extract_shard(config, "tiny", str(tmp_path / "audio.zarr"), str(out))
+    ref = load_upstream("tiny", {"kind": "hf", "model": str(teacher)})
+    store = Store(out)
+    assert store.dtype == np.float32 and store._maps is None
+    for key, wav in wavs.items():
+        expect = torch.stack(ref.hidden_states(torch.from_numpy(wav)), dim=1).numpy()
+        np.testing.assert_array_equal(store.get(key), expect)
+
+
+def test_extract_refuses_non_audio_store(tmp_path):
+    teacher = _teacher(tmp_path / "tiny")
+    with StoreWriter(tmp_path / "notaudio.zarr", {"kind": "features"}, dtype="float32") as w:
+        w.add("u0@0", np.zeros(16000, np.float32))
+    config = _config(tmp_path / "config.yaml", teacher)
+    with pytest.raises(CacheMismatchError, match="kind"):
+        extract_shard(config, "tiny", str(tmp_path / "notaudio.zarr"), str(tmp_path / "out.zarr"))
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def test_batches_group_by_samples(tmp_path):
+    _audio(tmp_path / "audio.zarr", n=7, seed=2)
+    store = Store(tmp_path / "audio.zarr")
+    limit = 40000
+    groups = _batches(store, limit)
+    assert [i for g in groups for i in g] == list(range(len(store)))  # consecutive, each once
+    for g in groups:
+        total = sum(store.num_rows(i) for i in g)
+        assert total <= limit or len(g) == 1
+
+
+def test_upstream_spec():
+    cfg = {"teachers": {"t": {"kind": "hf"}}, "students": {"s": {}}}
+    assert upstream_spec(cfg, "t") == {"kind": "hf"}
+    assert upstream_spec(cfg, "s", "ck") == {"kind": "student", "checkpoint": "ck"}
+    with pytest.raises(ValueError, match="checkpoint"):
+        upstream_spec(cfg, "s")
+    with pytest.raises(KeyError, match="neither"):
+        upstream_spec(cfg, "zzz")

@@ -1,0 +1,118 @@
+"""Runs the real Snakefile on a tiny config (tiny random teacher, a few utterances) in a temp dir."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from pipeline.cache.index import FeatureCache
+from pipeline.corpus.manifest import read_manifest
+from pipeline.students.checkpoint import load_student
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def _tiny_teacher(path: Path) -> None:
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    cfg = Wav2Vec2Config(hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64,
+                         conv_dim=(32,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
+                         feat_extract_norm="layer", do_stable_layer_norm=True)
+    Wav2Vec2Model(cfg).save_pretrained(path)
+
+
+def tiny_config(teacher_dir: Path) -> dict:
+    return {
+        "seed": 7,
+        "results": "results",
+        "corpus": {"synthetic": {"voices": 4, "keyword": 36, "command": 16, "sentence": 4, "shards": 2},
+                   "real": {"asterisk": shutil.which("ffmpeg") is not None
+                            and Path("/usr/share/asterisk/sounds/en_US_f_Allison").exists()}},
+        "views": {"shards": 2, "indomain": {"copies": 2}, "ood": {"copies": 1}},
+        "teachers": {"tiny": {"kind": "hf", "model": str(teacher_dir)}},
+        "cache": {"batch_seconds": 20},
+        "students": {"stu": {"method": "distilhubert", "teacher": "tiny", "input_view": "indomain",
+                             "target_view": "clean",
+                             "arch": {"conv_channels": 16, "dim": 32, "layers": 1, "heads": 2, "ffn": 64},
+                             "train": {"steps": 30, "batch_size": 4, "crop_seconds": 1.0, "lr": 1e-3}}},
+        "downstream": {"upstreams": ["tiny", "stu"],
+                       "tasks": {"ks": {"steps": 20, "batch_size": 8}, "ic": {"steps": 20, "batch_size": 8}}},
+    }
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), *args]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        logs = "\n".join(f"== {p}\n{p.read_text()[-2000:]}" for p in (workdir / "results/logs").rglob("*.log")
+                         if "Error" in p.read_text())
+        raise AssertionError(f"snakemake {args} failed:\n{proc.stderr[-4000:]}\n{logs}")
+    return proc
+
+
+def job_counts(dry_run_output: str) -> dict[str, int]:
+    """Parse the 'Job stats' table of `snakemake -n`."""
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", dry_run_output, re.M) if m[1] != "total"}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("e2e")
+    _tiny_teacher(work / "teacher")
+    (work / "config.yaml").write_text(yaml.safe_dump(tiny_config(work / "teacher")))
+    snakemake(work, "--cores", "2", "all")
+    return work
+
+
+def test_every_output_exists_and_parses(run: Path) -> None:
+    res = run / "results"
+    manifest = read_manifest(res / "corpus/synthetic/manifest.tsv")
+    assert set(manifest["split"]) == {"train", "dev", "test"}
+    teacher = FeatureCache.open(res / "cache/tiny/synthetic/clean/index.tsv", expect={"name": "tiny"})
+    assert len(teacher) == len(manifest)
+    assert teacher.get(teacher.keys[0]).shape[1:] == (4, 32)  # 3 layers + input, hidden 32
+    indomain = pd.read_csv(res / "views/synthetic/indomain/plan.tsv", sep="\t")
+    assert len(indomain) == 2 * len(manifest)
+    student = load_student(res / "students/stu")
+    assert len(student.hidden_states(__import__("torch").zeros(16000))) == 2
+    curve = pd.read_csv(res / "students/stu/curve.tsv", sep="\t")
+    assert len(curve) > 1 and (res / "students/stu/curve.png").stat().st_size > 0
+    scores = sorted((res / "scores").rglob("*.json"))
+    conditions = {"clean", "indomain", "ood"} | ({"real"} if (res / "corpus/asterisk").exists() else set())
+    assert len(scores) == 2 * (len(conditions) + 3) - (0 if "real" in conditions else 0)
+    for path in scores:
+        data = json.loads(path.read_text())
+        assert 0.0 <= data["value"] <= 1.0 and data["n"] > 0 and data["num_params"] > 0
+    summary = pd.read_csv(res / "report/summary.csv")
+    assert set(summary["upstream"]) == {"tiny", "stu"}
+    assert "|" in (res / "report/summary.md").read_text()
+    assert (res / "report/robustness.png").stat().st_size > 1000
+    for bench in ("train_student/stu.tsv", "extract/tiny-synthetic-clean-0.tsv"):
+        assert (res / "benchmarks" / bench).exists()
+
+
+def test_second_student_adds_no_extraction_job(run: Path) -> None:
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["students"]["stu2"] = {**config["students"]["stu"], "arch": {**config["students"]["stu"]["arch"],
+                                                                        "dim": 48}}
+    (run / "config2.yaml").write_text(yaml.safe_dump(config))
+    dry = snakemake(run, "-n", "--configfile", str(run / "config2.yaml"), "all").stdout
+    counts = job_counts(dry)
+    assert counts.get("train_student") == 1, counts
+    assert "extract_teacher" not in counts, counts
+
+
+def test_up_to_date_after_run(run: Path) -> None:
+    dry = snakemake(run, "-n", "all").stdout
+    assert "Nothing to be done" in dry or not job_counts(dry), dry[-2000:]
