@@ -2,10 +2,10 @@
 
 Builds one synthetic teacher cache (ragged utterances x layers x dim, float16) three ways in a
 temporary directory -- a Store with compression "none", a Store with "zstd", and a raw `.npy`
-memmap of the same frames plus offsets -- then reads every utterance in random order from each
-reader, side by side in one run (methods interleaved, order rotated per repeat), and reports the
-median GB/s of float16 bytes and its ratio to the raw memmap. Also reports each format's size on
-disk against the float32 bytes of the same data.
+memmap of the same frames plus offsets -- then reads utterances in random order from each reader,
+side by side in one run (readers take turns in short slices), and reports the median GB/s of
+float16 bytes and its ratio to the raw memmap, by wall time and by CPU time. Also reports each
+format's size on disk against the float32 bytes of the same data.
 
     .venv/bin/python -m bench.cache_read            # ~500 MB, under 2 minutes on 2 cores
     .venv/bin/python -m bench.cache_read --quick    # ~150 MB, ~20 s
@@ -17,6 +17,7 @@ Writes bench/out/cache_read.json and bench/out/cache_read.md (see bench/README.m
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -25,7 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,8 @@ from pipeline.cache.index import FeatureCache
 from pipeline.cache.store import Store, StoreWriter
 
 OUT = Path(__file__).resolve().parent / "out"
-MIN_READS = 10  # a budget-limited pass still reads at least this many utterances
+MIN_READS = 10  # a time slice of a slow reader still reads at least this many utterances
+SUB_SECONDS = 0.05  # methods take turns in slices this long
 
 # name -> (label, what it measures)
 METHODS = {
@@ -131,9 +133,11 @@ def readers(paths: dict[str, Path], offsets: list[int]) -> dict[str, Callable[[i
     }
 
 
-def check(read: dict[str, Callable[[int], np.ndarray]], n: int, rng: np.random.Generator) -> None:
-    """Every reader returns the same bytes as the raw memmap (first, last and a few random utterances)."""
-    for i in sorted({0, n - 1, *rng.integers(0, n, 3).tolist()}):
+def check(read: dict[str, Callable[[int], np.ndarray]], n: int, rng: np.random.Generator,
+          crossing: list[int]) -> None:
+    """Every reader returns the same bytes as the raw memmap: first, last, a few random utterances
+    and the first that straddles two shard files (the Store's concatenate path)."""
+    for i in sorted({0, n - 1, *rng.integers(0, n, 3).tolist(), *crossing[:1]}):
         ref = np.asarray(read["memmap"](i))
         for name, fn in read.items():
             got = np.asarray(fn(i))
@@ -141,58 +145,100 @@ def check(read: dict[str, Callable[[int], np.ndarray]], n: int, rng: np.random.G
                 raise SystemExit(f"{name} returned different rows for utterance {i}; the store is wrong")
 
 
-def one_pass(read: Callable[[int], np.ndarray], order: np.ndarray, nbytes: np.ndarray, buf: np.ndarray,
-             budget: float) -> tuple[float, int, int]:
-    """Read utterances in `order`, copying each into `buf` so every byte is touched.
+def order_stream(seed: int, repeat: int, n: int) -> Iterator[int]:
+    """Successive random permutations of range(n); the same stream for every method in a repeat."""
+    rng = np.random.default_rng((seed, repeat))
+    return itertools.chain.from_iterable(rng.permutation(n).tolist() for _ in itertools.count())
 
-    Stops early after `budget` seconds (once MIN_READS are done) so slow readers do not dominate
-    the run; throughput is bytes read / time either way. Returns (seconds, bytes, reads).
+
+def one_pass(read: Callable[[int], np.ndarray], order: Iterator[int], nbytes: list[int],
+             buf: np.ndarray | None, seconds: float, min_reads: int = MIN_READS) -> list[float]:
+    """Read utterances in `order` for `seconds` of wall time (and at least `min_reads`).
+
+    Each utterance is copied into `buf`, touching every byte once, as a loader filling a batch
+    buffer would. With `buf` None only the read call is timed: the reader's per-call cost, which
+    for a memmap reader is pure Python/numpy bookkeeping.
+    Returns [wall seconds, process CPU seconds, bytes, reads]. CPU time (all threads of this
+    process) leaves out time spent descheduled, which on shared cores is most of the noise.
     """
-    clock = time.perf_counter
-    done = 0
-    total = 0
-    t0 = clock()
+    clock, cpu = time.perf_counter, time.process_time
+    done = total = 0
+    t0, c0 = clock(), cpu()
     for i in order:
         x = read(i)
-        np.copyto(buf[:len(x)], x)
+        if buf is not None:
+            np.copyto(buf[:len(x)], x)
         total += nbytes[i]
         done += 1
-        if done >= MIN_READS and clock() - t0 > budget:
+        if done >= min_reads and clock() - t0 >= seconds:
             break
-    return clock() - t0, int(total), done
+    return [clock() - t0, cpu() - c0, total, done]
 
 
 def measure(read: dict[str, Callable[[int], np.ndarray]], offsets: np.ndarray, row_shape: tuple[int, ...],
-            repeats: int, budget: float, seed: int) -> dict[str, dict]:
-    """Median GB/s per method over `repeats` random orders; methods interleaved within each repeat."""
+            repeats: int, seconds: float, seed: int) -> dict[str, dict]:
+    """Median GB/s per method over `repeats`; within a repeat the methods take turns in short slices.
+
+    Each repeat gives every method `seconds` of reading (and at least MIN_READS reads), taken in
+    turns of SUB_SECONDS, in a new random order every round, so that load from other processes on
+    shared cores and the after-effects of one reader on the next hit all methods alike.
+    """
     n = len(offsets) - 1
     lengths = np.diff(offsets)
-    nbytes = lengths * int(np.prod(row_shape)) * 2
+    nbytes = (lengths * int(np.prod(row_shape)) * 2).tolist()
     buf = np.empty((int(lengths.max()), *row_shape), np.float16)
-    rng = np.random.default_rng(seed + 1)
     names = list(read)
-    for name in names:  # warm-up pass: page tables, lazily opened shard maps, zarr metadata caches
-        one_pass(read[name], rng.permutation(n), nbytes, buf, budget)
-    runs: dict[str, list[tuple[float, int, int]]] = {name: [] for name in names}
+    for name in names:  # warm-up slice: page tables, lazily opened shard maps, zarr metadata caches
+        one_pass(read[name], order_stream(seed, 0, n), nbytes, buf, seconds / 2)
+    runs: dict[str, list[list[float]]] = {name: [] for name in names}
+    turn_rng = np.random.default_rng((seed, 0, 1))
     for r in range(repeats):
-        order = rng.permutation(n)  # the same random order for every method within a repeat
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            runs[name].append(one_pass(read[name], order, nbytes, buf, budget))
+        orders = {name: order_stream(seed, r + 1, n) for name in names}  # same random order for all
+        acc = {name: [0.0, 0.0, 0, 0] for name in names}
+        todo = list(names)
+        while todo:
+            # a fresh order every round, so no reader always runs right after the same one (the
+            # zarr API readers leave tens of MB of freshly allocated buffers and a cold CPU cache)
+            for name in turn_rng.permutation(todo).tolist():
+                got = one_pass(read[name], orders[name], nbytes, buf, SUB_SECONDS, 1)
+                acc[name] = [x + y for x, y in zip(acc[name], got, strict=True)]
+            todo = [m for m in todo if acc[m][0] < seconds or acc[m][3] < MIN_READS]
+        for name in names:
+            runs[name].append(acc[name])
+    call_us = {name: float("inf") for name in names}  # per-call CPU cost without the copy: best of 5
+    for k in range(5):
+        for name in turn_rng.permutation(names).tolist():
+            _, c, _, reads = one_pass(read[name], order_stream(seed, repeats + 1 + k, n), nbytes, None,
+                                      seconds / 10, 1)
+            call_us[name] = min(call_us[name], c / reads * 1e6)
     results = {}
     for name in names:
-        gbps = [b / s / 1e9 for s, b, _ in runs[name]]
-        us_per_read = [s / k * 1e6 for s, _, k in runs[name]]
+        wall = [b / t / 1e9 for t, _, b, _ in runs[name]]
+        cpu = [b / c / 1e9 for _, c, b, _ in runs[name]]
         results[name] = {
             "label": METHODS[name][0], "what": METHODS[name][1],
-            "gb_per_s_median": statistics.median(gbps), "gb_per_s": gbps,
-            "us_per_read_median": statistics.median(us_per_read),
-            "reads_per_pass": [k for _, _, k in runs[name]], "utterances": n,
+            "gb_per_s_median": statistics.median(wall), "gb_per_s_best": max(wall), "gb_per_s": wall,
+            "gb_per_cpu_s_median": statistics.median(cpu), "gb_per_cpu_s": cpu,
+            "us_per_read_median": statistics.median(t / k * 1e6 for t, _, _, k in runs[name]),
+            "cpu_us_per_read_median": statistics.median(c / k * 1e6 for _, c, _, k in runs[name]),
+            "cpu_us_per_call_no_copy": call_us[name],
+            "reads_per_repeat": [k for *_, k in runs[name]], "utterances": n,
         }
-    base = results["memmap"]["gb_per_s_median"]
-    base_us = results["memmap"]["us_per_read_median"]
+    base = results["memmap"]
     for res in results.values():
-        res["ratio_vs_memmap"] = res["gb_per_s_median"] / base
-        res["overhead_us_per_read"] = res["us_per_read_median"] - base_us
+        # headline ratios: median over repeats of the ratio within a repeat (same conditions)
+        per_repeat = [g / m for g, m in zip(res["gb_per_s"], base["gb_per_s"], strict=True)]
+        per_repeat_cpu = [g / m for g, m in zip(res["gb_per_cpu_s"], base["gb_per_cpu_s"], strict=True)]
+        res["ratio_vs_memmap"] = statistics.median(per_repeat)
+        res["ratio_vs_memmap_per_repeat"] = per_repeat
+        res["ratio_vs_memmap_cpu"] = statistics.median(per_repeat_cpu)
+        res["ratio_vs_memmap_cpu_per_repeat"] = per_repeat_cpu
+        res["ratio_vs_memmap_best"] = res["gb_per_s_best"] / base["gb_per_s_best"]
+        extra = res["cpu_us_per_call_no_copy"] - base["cpu_us_per_call_no_copy"]
+        res["overhead_cpu_us_per_call"] = extra
+        # the ceiling the reader's own extra per-call cost leaves: copy time / (copy time + extra)
+        copy_us = base["cpu_us_per_read_median"]
+        res["ratio_from_call_overhead"] = copy_us / (copy_us + extra)
     return results
 
 
@@ -224,18 +270,29 @@ def markdown(report: dict) -> str:
         f"({cfg['repeats']} repeats, warm cache, {report['machine']['cpus_usable']} CPUs, "
         f"load {report['machine']['loadavg_start'][0]:.1f})",
         "",
-        "Random-utterance reads, every utterance copied into a buffer; median of repeats. Ratios are "
-        "measured side by side in one run; compare ratios, not GB/s across machines.",
+        f"Random-utterance reads for {cfg['seconds_per_slice']} s per reader per repeat (readers take "
+        "turns in 50 ms slices, random order), each utterance copied into a buffer. Ratios vs memmap are "
+        "medians over repeats of the ratio within a repeat, by wall time and by this process's CPU time "
+        "(CPU time leaves out time descheduled by other load). Extra us/call: CPU cost of a read call "
+        "without the copy, minus the memmap's; ceiling = memmap CPU us/read / (that + extra). "
+        "Compare ratios, not GB/s across machines.",
         "",
-        "| reader | GB/s (median) | ratio vs memmap | us/read | overhead us/read | reads/pass |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| reader | GB/s (median) | ratio vs memmap | GB/CPU-s (median) | ratio vs memmap (CPU) | "
+        "us/read | extra us/call | ceiling from extra | reads/repeat |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in res.values():
-        reads = r["reads_per_pass"]
+        reads = r["reads_per_repeat"]
         span = f"{min(reads)}" if min(reads) == max(reads) else f"{min(reads)}-{max(reads)}"
         lines.append(f"| {r['label']} | {r['gb_per_s_median']:.3f} | {r['ratio_vs_memmap']:.3f} | "
-                     f"{r['us_per_read_median']:.0f} | {r['overhead_us_per_read']:.0f} | {span} |")
-    lines += ["", "On disk (sum of file sizes) vs the same data as raw float32:", "",
+                     f"{r['gb_per_cpu_s_median']:.3f} | {r['ratio_vs_memmap_cpu']:.3f} | "
+                     f"{r['us_per_read_median']:.0f} | {r['overhead_cpu_us_per_call']:.1f} | "
+                     f"{r['ratio_from_call_overhead']:.3f} | {span} |")
+    lines += ["", f"Store none: {cfg['store_none_shard_files']} shard files of "
+              f"{cfg['store_none_shard_rows']} rows; {cfg['store_none_utterances_crossing_shards']} of "
+              f"{cfg['utterances']} utterances straddle two of them and are read as two slices + "
+              "np.concatenate (a fresh array, an extra copy).",
+              "", "On disk (sum of file sizes) vs the same data as raw float32:", "",
               "| format | files | MB | ratio vs float32 | ratio vs raw float16 | allocated MB |",
               "|---|---:|---:|---:|---:|---:|"]
     for s in sizes.values():
@@ -246,10 +303,10 @@ def markdown(report: dict) -> str:
 
 
 def main(size: str | None, utterances: int, min_frames: int, max_frames: int, layers: int, dim: int,
-         repeats: int, budget: float, quick: bool, seed: int, tmp_dir: str | None, keep: bool,
+         repeats: int, seconds: float, quick: bool, seed: int, tmp_dir: str | None, keep: bool,
          out: str) -> dict:
     if quick:
-        utterances, repeats, budget = min(utterances, 120), min(repeats, 3), min(budget, 0.4)
+        utterances, seconds = min(utterances, 120), min(seconds, 0.2)
     t_start = time.perf_counter()
     row_bytes = layers * dim * 2
     rng = np.random.default_rng(seed)
@@ -267,9 +324,12 @@ def main(size: str | None, utterances: int, min_frames: int, max_frames: int, la
         t_settle = time.perf_counter() - t0
         offsets = np.load(paths["offsets"])
         read = readers(paths, offsets.tolist())
-        check(read, utterances, rng)
+        shard_rows = Store(paths["none"])._shard_rows
+        first_shard, last_shard = offsets[:-1] // shard_rows, (offsets[1:] - 1) // shard_rows
+        crossing = np.flatnonzero(first_shard != last_shard).tolist()
+        check(read, utterances, rng, crossing)
         t0 = time.perf_counter()
-        throughput = measure(read, offsets, (layers, dim), repeats, budget, seed)
+        throughput = measure(read, offsets, (layers, dim), repeats, seconds, seed)
         t_measure = time.perf_counter() - t0
         float16_bytes = int(offsets[-1]) * row_bytes
         disk = {}
@@ -279,7 +339,8 @@ def main(size: str | None, utterances: int, min_frames: int, max_frames: int, la
             d.update(label=label, ratio_vs_float32=d["apparent_bytes"] / (2 * float16_bytes),
                      ratio_vs_float16=d["apparent_bytes"] / float16_bytes)
             disk[key] = d
-        store = Store(paths["none"])
+        shards = -(-int(offsets[-1]) // shard_rows)
+        padding = shards * shard_rows * row_bytes - float16_bytes  # zarr pads the last shard
         meta_zstd = json.loads((paths["zstd"] / "frames" / "zarr.json").read_text())
         inner_zstd = meta_zstd["codecs"][0]["configuration"]["chunk_shape"][0]
     finally:
@@ -294,8 +355,11 @@ def main(size: str | None, utterances: int, min_frames: int, max_frames: int, la
             "utterances": utterances, "min_frames": min_frames, "max_frames": max_frames,
             "frames_total": int(offsets[-1]), "layers": layers, "dim": dim, "dtype": "float16",
             "float16_bytes": float16_bytes, "float32_bytes": 2 * float16_bytes, "repeats": repeats,
-            "budget_s_per_pass": budget, "min_reads_per_pass": MIN_READS, "quick": quick, "seed": seed,
-            "store_none_shard_rows": store._shard_rows, "store_zstd_inner_chunk_rows": inner_zstd,
+            "seconds_per_slice": seconds, "min_reads_per_slice": MIN_READS, "quick": quick, "seed": seed,
+            "store_none_shard_rows": shard_rows, "store_none_shard_files": shards,
+            # read by Store.rows as two memmap slices + np.concatenate (a fresh array, an extra copy)
+            "store_none_utterances_crossing_shards": len(crossing), "store_zstd_inner_chunk_rows": inner_zstd,
+            "store_none_padding_bytes": padding,
             "materialise": "np.copyto into a preallocated buffer (every byte read once)",
         },
         "machine": info,
@@ -324,9 +388,8 @@ def cli(argv: list[str] | None = None) -> None:
     p.add_argument("--layers", type=int, default=7)
     p.add_argument("--dim", type=int, default=512)
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--budget", type=float, default=1.5,
-                   help="seconds after which one pass of a slow reader stops (throughput = bytes / time)")
-    p.add_argument("--quick", action="store_true", help="~20 s: 120 utterances, 3 repeats, 0.4 s budget")
+    p.add_argument("--seconds", type=float, default=0.5, help="time slice per reader per repeat")
+    p.add_argument("--quick", action="store_true", help="~20 s: 120 utterances (~150 MB), 0.2 s slices")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tmp-dir", default=None, help="where to build the stores (default: system temp)")
     p.add_argument("--keep", action="store_true", help="keep the temporary stores")

@@ -50,7 +50,7 @@ class DistillBatches:
         start = int(self.rng.integers(0, max(frames - self.crop_frames, 0) + 1))
         n = min(self.crop_frames, frames - start)
         audio = wav[start * HOP: (start + n) * HOP + RECEPTIVE_FIELD - HOP]
-        return np.asarray(audio, np.float32), [np.asarray(feats[start:start + n, layer], np.float32)
+        return np.array(audio, np.float32), [np.array(feats[start:start + n, layer], np.float32)
                                                for layer in self.layers]
 
     def next(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:

@@ -53,7 +53,7 @@ def train_student(config: str, student: str, manifest: str, audio: str, targets:
     target_cache = FeatureCache.open(targets, expect={"name": spec["teacher"]})
     audio_cache = FeatureCache.open(audio, expect={"kind": "view_audio"})
     n_states = target_cache.fingerprint["num_layers"]
-    layers = relative_depth_layers(n_states - 1)
+    layers = relative_depth_layers(n_states)  # over all hidden states, 0 = input: 4, 8, 12 of 13
     dim = target_cache.fingerprint["dim"]
     train_ids = read_manifest(manifest).query("split == 'train'")["utt_id"].tolist()
     crop = int(train["crop_seconds"] * 50)

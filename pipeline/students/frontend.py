@@ -33,9 +33,23 @@ class ConvFrontEnd(nn.Module):
             c_in = channels
         self.layers = nn.Sequential(*layers)
 
-    def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        """(B, samples) -> (B, frames, channels)."""
-        return self.layers(wav.unsqueeze(1)).transpose(1, 2)
+    def forward(self, wav: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, samples) -> (B, frames, channels). With `lengths` (samples per row of a zero-padded batch)
+        the first layer's group norm takes its statistics over each row's valid steps only, so padding
+        does not change the valid frames (a batch gives the same frames as each clip alone)."""
+        x = wav.unsqueeze(1)
+        if lengths is None or bool((lengths >= wav.shape[1]).all()):
+            return self.layers(x).transpose(1, 2)
+        conv, norm, act = self.layers[0]
+        x = conv(x)
+        k, s = KERNELS[0]
+        valid = torch.arange(x.shape[-1], device=x.device)[None, :] < ((lengths - k) // s + 1)[:, None]
+        w = valid[:, None, :].to(x.dtype)
+        count = w.sum(-1, keepdim=True).clamp_min(1.0)
+        mean = (x * w).sum(-1, keepdim=True) / count
+        var = (((x - mean) * w) ** 2).sum(-1, keepdim=True) / count
+        x = (x - mean) / torch.sqrt(var + norm.eps) * norm.weight[:, None] + norm.bias[:, None]
+        return self.layers[1:](act(x)).transpose(1, 2)
 
 
 def frame_mask(lengths: torch.Tensor, frames: int) -> torch.Tensor:

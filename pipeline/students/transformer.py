@@ -70,9 +70,11 @@ class TransformerStudent(nn.Module):
         return self.arch.layers + 1
 
     def forward(self, wav: torch.Tensor, lengths: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        feats = scale_grad(self.frontend(wav), self.arch.cnn_grad_scale)
+        feats = scale_grad(self.frontend(wav, lengths), self.arch.cnn_grad_scale)
         mask = frame_mask(lengths, feats.shape[1])
-        x = self.dropout(self.norm(self.pos(self.proj(feats))))
+        # padded frames are zeroed before the positional convolution, which then sees what a lone clip's
+        # zero padding gives it: valid frames do not depend on the other clips of a batch
+        x = self.dropout(self.norm(self.pos(self.proj(feats) * mask[..., None])))
         states = [x]
         for layer in self.layers:
             x = layer(x, src_key_padding_mask=~mask)

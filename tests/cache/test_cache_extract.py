@@ -20,6 +20,15 @@ TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermed
             num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models: one intra-op thread is ~20x faster than two on the shared, loaded 2-core box."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -68,7 +77,7 @@ def test_extract_matches_teacher_hidden_states(tmp_path, norm):
 
     ref = load_upstream("tiny", {"kind": "hf", "model": str(teacher)})
     store = Store(out, expect={"name": "tiny"})
-    assert store.ids == list(wavs)
+    assert sorted(store.ids) == sorted(wavs)
     assert store.dtype == np.float16
     for key, wav in wavs.items():
         states = ref.hidden_states(torch.from_numpy(wav))
@@ -121,10 +130,11 @@ def test_batches_group_by_samples(tmp_path):
     store = Store(tmp_path / "audio.zarr")
     limit = 40000
     groups = _batches(store, limit)
-    assert [i for g in groups for i in g] == list(range(len(store)))  # consecutive, each once
+    assert sorted(i for g in groups for i in g) == list(range(len(store)))  # every utterance once
     for g in groups:
-        total = sum(store.num_rows(i) for i in g)
-        assert total <= limit or len(g) == 1
+        padded = len(g) * max(store.num_rows(i) for i in g)  # samples in the zero-padded batch
+        assert padded <= limit or len(g) == 1
+    assert len(groups) < len(store)  # some grouping happens at this limit
 
 
 def test_upstream_spec():

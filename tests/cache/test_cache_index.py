@@ -25,8 +25,8 @@ def test_index_over_two_stores(tmp_path):
     rng = np.random.default_rng(0)
     a = _utts(rng, ["a@0", "b@0", "c@1"])
     b = _utts(rng, ["d@0", "e@0"])
-    s0 = _store(tmp_path / "shard0.zarr", a, {**FP, "shard": 0, "view_audio": {"shard": 0}})
-    s1 = _store(tmp_path / "shard1.zarr", b, {**FP, "shard": 1, "view_audio": {"shard": 1}})
+    s0 = _store(tmp_path / "shard0.zarr", a, {**FP, "view_audio": {"shard": 0}})
+    s1 = _store(tmp_path / "shard1.zarr", b, {**FP, "view_audio": {"shard": 1}})
     index = tmp_path / "sub" / "index.tsv"
     build_index([s0, s1], str(index))
 
@@ -57,8 +57,8 @@ def test_index_over_two_stores(tmp_path):
 
 def test_mixed_fingerprints_refused(tmp_path):
     rng = np.random.default_rng(1)
-    s0 = _store(tmp_path / "s0.zarr", _utts(rng, ["a@0"]), {**FP, "shard": 0})
-    s1 = _store(tmp_path / "s1.zarr", _utts(rng, ["b@0"]), {**FP, "shard": 1, "sha256": "different"})
+    s0 = _store(tmp_path / "s0.zarr", _utts(rng, ["a@0"]), FP)
+    s1 = _store(tmp_path / "s1.zarr", _utts(rng, ["b@0"]), {**FP, "sha256": "different"})
     with pytest.raises(CacheError, match="different producers"):
         build_index([s0, s1], str(tmp_path / "index.tsv"))
     assert not (tmp_path / "index.tsv").exists()

@@ -15,10 +15,12 @@ rule extract_teacher:
     resources:
         mem_mb=6000,
         runtime=240,
+    params:
+        config=CONFIG_FILE,
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline extract --config {CONFIG_FILE} --upstream {wildcards.teacher} --audio {input} "
+        "python -m pipeline extract --config {params.config} --upstream {wildcards.teacher} --audio {input} "
         "--out {output} --threads {threads} 2> {log}"
 
 
@@ -33,6 +35,7 @@ rule extract_student:
     benchmark:
         f"{L.root}/benchmarks/extract/{{student}}-{{corpus}}-{{view}}-{{shard}}.tsv"
     params:
+        config=CONFIG_FILE,
         checkpoint=lambda w: L.student(w.student, ""),
     threads: 2
     resources:
@@ -41,7 +44,7 @@ rule extract_student:
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline extract --config {CONFIG_FILE} --upstream {wildcards.student} "
+        "python -m pipeline extract --config {params.config} --upstream {wildcards.student} "
         "--audio {input.audio} --checkpoint {params.checkpoint} --out {output} --threads {threads} 2> {log}"
 
 

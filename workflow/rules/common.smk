@@ -1,4 +1,6 @@
 # Config validation, wildcard constraints and input functions shared by the stage files.
+import os
+
 from pipeline.config import validate_config
 from pipeline.workflow import CONDITIONS, REPORT_FILES, Layout
 
@@ -8,10 +10,10 @@ CONFIG_FILE = L.write_resolved()
 
 
 wildcard_constraints:
-    corpus="|".join(L.corpora),
+    corpus=L.regex(L.corpora),
     view="clean|indomain|ood",
     teacher=L.regex(config["teachers"]),
-    student=L.regex(config["students"]) if config["students"] else "$^",
+    student=L.regex(config["students"]),
     upstream=L.regex([*config["teachers"], *config["students"]]),
     task=L.regex(config["downstream"]["tasks"]),
     condition="clean|indomain|ood|real",
@@ -20,3 +22,21 @@ wildcard_constraints:
 
 def all_outputs():
     return L.all_outputs()
+
+
+def condition_index(wildcards):
+    corpus, view = CONDITIONS[wildcards.condition]
+    return {"features": L.feature_index(wildcards.upstream, corpus, view), "manifest": L.manifest(corpus)}
+
+
+def student_inputs(wildcards):
+    spec = config["students"][wildcards.student]
+    return {
+        "manifest": L.manifest("synthetic"),
+        "audio": L.view_index("synthetic", spec["input_view"]),
+        "targets": L.feature_index(spec["teacher"], "synthetic", spec["target_view"]),
+    }
+
+
+def view_banks(wildcards):
+    return [] if wildcards.view == "clean" else [L.bank("rir"), L.bank("noise")]

@@ -9,6 +9,7 @@ rule synthesize:
     benchmark:
         f"{L.root}/benchmarks/synthesize/{{shard}}.tsv"
     params:
+        config=CONFIG_FILE,
         shards=config["corpus"]["synthetic"]["shards"],
         wav_dir=f"{L.root}/corpus/synthetic/wav",
     threads: 1
@@ -18,7 +19,7 @@ rule synthesize:
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline synthesize --config {CONFIG_FILE} --shard {wildcards.shard} "
+        "python -m pipeline synthesize --config {params.config} --shard {wildcards.shard} "
         "--shards {params.shards} --out-dir {params.wav_dir} --manifest-out {output} 2> {log}"
 
 
@@ -43,6 +44,7 @@ rule prepare_asterisk:
     benchmark:
         f"{L.root}/benchmarks/prepare_asterisk.tsv"
     params:
+        config=CONFIG_FILE,
         wav_dir=f"{L.root}/corpus/asterisk/wav",
     threads: 1
     resources:
@@ -51,5 +53,5 @@ rule prepare_asterisk:
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline prepare-asterisk --config {CONFIG_FILE} --out-dir {params.wav_dir} "
+        "python -m pipeline prepare-asterisk --config {params.config} --out-dir {params.wav_dir} "
         "--manifest-out {output} 2> {log}"

@@ -1,15 +1,6 @@
 # Stage 2: students trained from the cache only (the teacher is never loaded here).
 
 
-def student_inputs(wildcards):
-    spec = config["students"][wildcards.student]
-    return {
-        "manifest": L.manifest("synthetic"),
-        "audio": L.view_index("synthetic", spec["input_view"]),
-        "targets": L.feature_index(spec["teacher"], "synthetic", spec["target_view"]),
-    }
-
-
 rule train_student:
     input:
         unpack(student_inputs),
@@ -23,6 +14,7 @@ rule train_student:
     benchmark:
         f"{L.root}/benchmarks/train_student/{{student}}.tsv"
     params:
+        config=CONFIG_FILE,
         out_dir=lambda w: L.student(w.student, ""),
         resume_dir=f"{L.root}/.resume",
     threads: 2
@@ -32,6 +24,6 @@ rule train_student:
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline train-student --config {CONFIG_FILE} --student {wildcards.student} "
+        "python -m pipeline train-student --config {params.config} --student {wildcards.student} "
         "--manifest {input.manifest} --audio {input.audio} --targets {input.targets} "
         "--out-dir {params.out_dir} --resume-dir {params.resume_dir} --threads {threads} 2> {log}"

@@ -1,11 +1,6 @@
 # Stage 3: SUPERB-style heads on frozen, cached upstream features; one JSON per score.
 
 
-def condition_index(wildcards):
-    corpus, view = CONDITIONS[wildcards.condition]
-    return {"features": L.feature_index(wildcards.upstream, corpus, view), "manifest": L.manifest(corpus)}
-
-
 rule train_head:
     input:
         features=L.feature_index("{upstream}", "synthetic", "clean"),
@@ -17,6 +12,7 @@ rule train_head:
     benchmark:
         f"{L.root}/benchmarks/train_head/{{upstream}}-{{task}}.tsv"
     params:
+        config=CONFIG_FILE,
         seed=lambda w: config["downstream"]["tasks"][w.task].get("seeds", [0])[0],
     threads: 1
     resources:
@@ -25,7 +21,7 @@ rule train_head:
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline train-head --config {CONFIG_FILE} --task {wildcards.task} "
+        "python -m pipeline train-head --config {params.config} --task {wildcards.task} "
         "--upstream {wildcards.upstream} --features {input.features} --manifest {input.manifest} "
         "--out {output} --seed {params.seed} 2> {log}"
 
@@ -38,9 +34,11 @@ rule score:
         L.score("{upstream}", "{task}", "{condition}"),
     log:
         f"{L.root}/logs/score/{{upstream}}-{{task}}-{{condition}}.log",
+    params:
+        config=CONFIG_FILE,
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline score --config {CONFIG_FILE} --task {wildcards.task} "
+        "python -m pipeline score --config {params.config} --task {wildcards.task} "
         "--upstream {wildcards.upstream} --condition {wildcards.condition} --head {input.head} "
         "--features {input.features} --manifest {input.manifest} --out {output} 2> {log}"

@@ -9,7 +9,7 @@ rule report:
     log:
         f"{L.root}/logs/report.log",
     params:
-        out_dir=L.report(""),
+        out_dir=lambda w, output: os.path.dirname(output[0]),
     conda:
         "../../envs/pipeline.yaml"
     shell:

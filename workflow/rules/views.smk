@@ -12,10 +12,12 @@ rule rir_bank:
     resources:
         mem_mb=2000,
         runtime=30,
+    params:
+        config=CONFIG_FILE,
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline rir-bank --config {CONFIG_FILE} --out {output} 2> {log}"
+        "python -m pipeline rir-bank --config {params.config} --out {output} 2> {log}"
 
 
 rule noise_bank:
@@ -31,10 +33,12 @@ rule noise_bank:
     resources:
         mem_mb=2000,
         runtime=30,
+    params:
+        config=CONFIG_FILE,
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline noise-bank --config {CONFIG_FILE} --manifest {input} --out {output} 2> {log}"
+        "python -m pipeline noise-bank --config {params.config} --manifest {input} --out {output} 2> {log}"
 
 
 rule view_plan:
@@ -44,15 +48,13 @@ rule view_plan:
         L.view_plan("{corpus}", "{view}"),
     log:
         f"{L.root}/logs/view_plan/{{corpus}}-{{view}}.log",
+    params:
+        config=CONFIG_FILE,
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline view-plan --config {CONFIG_FILE} --manifest {input} --view {wildcards.view} "
+        "python -m pipeline view-plan --config {params.config} --manifest {input} --view {wildcards.view} "
         "--out {output} 2> {log}"
-
-
-def view_banks(wildcards):
-    return [] if wildcards.view == "clean" else [L.bank("rir"), L.bank("noise")]
 
 
 rule render_view:
@@ -67,6 +69,7 @@ rule render_view:
     benchmark:
         f"{L.root}/benchmarks/render_view/{{corpus}}-{{view}}-{{shard}}.tsv"
     params:
+        config=CONFIG_FILE,
         shards=L.shards,
         banks=lambda w: "" if w.view == "clean" else f"--rir-bank {L.bank('rir')} --noise-bank {L.bank('noise')}",
     threads: 1
@@ -76,7 +79,7 @@ rule render_view:
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline render-view --config {CONFIG_FILE} --manifest {input.manifest} --plan {input.plan} "
+        "python -m pipeline render-view --config {params.config} --manifest {input.manifest} --plan {input.plan} "
         "--shard {wildcards.shard} --shards {params.shards} {params.banks} --out {output} 2> {log}"
 
 

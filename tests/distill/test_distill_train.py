@@ -1,0 +1,316 @@
+"""Training loop: lr schedule, frame-aligned crops, a tiny end-to-end run and exact resume."""
+
+import copy
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from pipeline.cache.index import FeatureCache, build_index
+from pipeline.cache.store import Store, StoreWriter
+from pipeline.corpus.manifest import write_manifest
+from pipeline.distill import train as train_mod
+from pipeline.distill.data import HOP, DistillBatches, utt_of
+from pipeline.distill.train import lr_at, train_student
+from pipeline.students.checkpoint import load_student
+from pipeline.students.frontend import conv_frames
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models: one intra-op thread is ~20x faster than two on the shared, loaded 2-core box."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+# ---------------------------------------------------------------- learning-rate schedule
+
+@pytest.mark.parametrize("steps,warmup", [(100, 0.07), (1000, 0.1), (10, 0.0), (7, 0.5)])
+def test_lr_schedule(steps, warmup):
+    peak = 3e-4
+    lrs = np.array([lr_at(s, steps, peak, warmup) for s in range(steps)])
+    warm = max(1, int(warmup * steps))
+    assert np.all(lrs > 0) and np.all(lrs <= peak * (1 + 1e-12))
+    assert lrs.max() == pytest.approx(peak)
+    assert np.all(np.diff(lrs[:warm]) > 0)  # strictly increasing warm-up ...
+    assert lrs[warm - 1] == pytest.approx(peak)  # ... reaching the peak at its last step
+    assert np.all(np.diff(lrs[warm - 1:]) <= 1e-15)  # then non-increasing
+    assert np.all(np.diff(lrs[warm:]) < 0)  # strictly decaying
+    assert lrs[-1] <= peak / max(1, steps - warm) + 1e-15  # ~0 at the end
+    assert lr_at(steps, steps, peak, warmup) == 0.0
+    if warm > 1:
+        assert lrs[0] == pytest.approx(peak / warm)
+        # linear warm-up: equal increments
+        np.testing.assert_allclose(np.diff(lrs[:warm]), peak / warm, rtol=1e-9)
+    # linear decay: equal decrements after warm-up
+    if steps - warm > 2:
+        d = np.diff(lrs[warm:])
+        np.testing.assert_allclose(d, d[0], rtol=1e-9)
+
+
+# ---------------------------------------------------------------- crops
+
+
+def _store(path, arrays, fp, dtype="float32"):
+    with StoreWriter(path, fp, dtype=dtype) as w:
+        for k, a in arrays.items():
+            w.add(k, a)
+    return str(path)
+
+
+def _coded_caches(tmp_path, lengths, frame_delta, copies=2):
+    """Audio sample j of utt u, copy c: u*1e5 + j + c/4; target frame t, layer l: u*1e4 + t+1 + c/2 + l/8."""
+    audio, feats = {}, {}
+    for u, (n, delta) in enumerate(zip(lengths, frame_delta, strict=True)):
+        frames = max(conv_frames(n) + delta, 1)
+        for c in range(copies):
+            audio[f"u{u}@{c}"] = (u * 100000 + np.arange(n) + c / 4).astype(np.float32)
+            t = np.arange(frames)[:, None, None]
+            layer = np.arange(3)[None, :, None]
+            code = u * 10000 + t + 1 + c / 2 + layer / 8
+            feats[f"u{u}@{c}"] = np.broadcast_to(code, (frames, 3, 2)).astype(np.float32)
+    a = _store(tmp_path / "audio.zarr", audio, {"kind": "view_audio"})
+    f = _store(tmp_path / "feats.zarr", feats, {"name": "tiny", "num_layers": 3, "dim": 2})
+    return FeatureCache([Store(a)]), FeatureCache([Store(f)])
+
+
+def test_crops_are_frame_aligned(tmp_path):
+    rng = np.random.default_rng(0)
+    lengths = [int(x) for x in rng.integers(400, 16000, 14)] + [400, 719, 720, 8000]
+    deltas = [int(x) for x in rng.integers(-2, 3, len(lengths))]  # teacher frame counts differ by 1-2
+    audio, targets = _coded_caches(tmp_path, lengths, deltas)
+    train = [f"u{u}" for u in range(len(lengths)) if u != 3]
+    crop = 20
+    batches = DistillBatches(audio, targets, [0, 2], train + ["not_cached"], crop, seed=1)
+    assert batches.utts == sorted(train)
+    seen_in, seen_tgt, pairs = set(), set(), set()
+    for _ in range(40):
+        wav, lens, tgts = batches.next(5)
+        assert wav.shape[0] == 5 and lens.shape == (5,) and len(tgts) == 2
+        assert tgts[0].shape == tgts[1].shape and tgts[0].shape[0] == 5 and tgts[0].shape[2] == 2
+        for b in range(5):
+            n_samples = int(lens[b])
+            a = wav[b, :n_samples].double().numpy()
+            assert torch.all(wav[b, n_samples:] == 0)
+            u = int(a[0] // 100000)
+            first = a[0] - u * 100000
+            j0, c_in = int(first), round((first % 1) * 4)
+            np.testing.assert_array_equal(a - a[0], np.arange(n_samples))  # one contiguous crop
+            assert j0 % HOP == 0
+            k = j0 // HOP
+            rows = tgts[0][b].double().numpy()[:, 0]
+            n_frames = int((rows != 0).sum())
+            assert np.all(rows[n_frames:] == 0)  # padding only at the end
+            assert conv_frames(n_samples) == n_frames  # the alignment contract
+            assert n_samples == n_frames * HOP + 80
+            assert 1 <= n_frames <= crop
+            full = min(conv_frames(lengths[u]), max(conv_frames(lengths[u]) + deltas[u], 1))
+            assert n_frames == min(crop, full)  # as long as the crop allows
+            assert k + n_frames <= full  # inside both the audio and the cached targets
+            assert j0 + n_samples <= lengths[u]
+            for li, layer in enumerate([0, 2]):
+                vals = tgts[li][b, :n_frames, 0].double().numpy()
+                assert np.all(vals // 10000 == u)  # same utterance as the audio
+                rest = vals - u * 10000 - 1
+                t = np.floor(rest)
+                np.testing.assert_array_equal(t, np.arange(k, k + n_frames))  # frames k .. k+F-1
+                frac = rest - t
+                c_tgt = int(frac[0] // 0.5)
+                np.testing.assert_allclose(frac - c_tgt * 0.5, layer / 8)  # the requested layer
+                seen_tgt.add((u, c_tgt))
+            assert f"u{u}" in train
+            seen_in.add((u, c_in))
+            pairs.add((c_in, c_tgt))
+    # both copies are drawn, for input and for targets, independently of each other
+    assert {c for _, c in seen_in} == {0, 1}
+    assert {c for _, c in seen_tgt} == {0, 1}
+    assert pairs == {(0, 0), (0, 1), (1, 0), (1, 1)}
+    assert {u for u, _ in seen_in} == {int(x[1:]) for x in train}
+
+
+def test_crops_are_seeded(tmp_path):
+    audio, targets = _coded_caches(tmp_path, [5000, 9000, 12000], [0, -1, 1])
+    ids = ["u0", "u1", "u2"]
+    a = DistillBatches(audio, targets, [1], ids, 10, seed=3)
+    b = DistillBatches(audio, targets, [1], ids, 10, seed=3)
+    c = DistillBatches(audio, targets, [1], ids, 10, seed=4)
+    xa, xb, xc = a.next(4), b.next(4), c.next(4)
+    assert torch.equal(xa[0], xb[0]) and torch.equal(xa[2][0], xb[2][0])
+    assert not (xa[0].shape == xc[0].shape and torch.equal(xa[0], xc[0]))
+
+
+def test_no_train_utterance_cached(tmp_path):
+    audio, targets = _coded_caches(tmp_path, [5000], [0])
+    with pytest.raises(ValueError, match="no training utterance"):
+        DistillBatches(audio, targets, [0], ["other"], 10, seed=0)
+
+
+def test_utt_of():
+    assert utt_of("a@b@3") == "a@b"
+    assert utt_of("x@0") == "x"
+
+
+# ---------------------------------------------------------------- end-to-end training
+
+
+def _dataset(tmp_path, num_layers=3, dim=16, n_utts=6):
+    """A view-audio index, a feature index of a fake teacher whose targets depend on the audio, a manifest."""
+    rng = np.random.default_rng(0)
+    proj = rng.standard_normal((num_layers, dim, 4))
+    bias = rng.standard_normal((num_layers, dim)) * 2
+    audio, feats, rows = {}, {}, []
+    for u in range(n_utts):
+        n = int(rng.integers(9600, 24000))
+        t = np.arange(n) / 16000
+        f0 = rng.uniform(120, 300)
+        amp = 0.1 + 0.3 * np.abs(np.sin(2 * np.pi * rng.uniform(0.5, 2) * t))
+        wav = (amp * np.sin(2 * np.pi * f0 * t) + 0.01 * rng.standard_normal(n)).astype(np.float32)
+        frames = conv_frames(n)
+        env = amp[::HOP][:frames]
+        basis = np.stack([env, env ** 2, np.full(frames, f0 / 300), np.ones(frames)], axis=1)
+        x = np.einsum("lde,te->tld", proj, basis) + bias[None]
+        audio[f"utt{u}@0"] = wav
+        feats[f"utt{u}@0"] = x.astype(np.float16)
+        rows.append({"utt_id": f"utt{u}", "path": f"/nonexistent/utt{u}.wav", "num_samples": n,
+                     "sample_rate": 16000, "split": "train" if u < n_utts - 1 else "test", "speaker": "s0"})
+    half = n_utts // 2
+    a0 = _store(tmp_path / "views" / "shard0.zarr", dict(list(audio.items())[:half]), {"kind": "view_audio"})
+    a1 = _store(tmp_path / "views" / "shard1.zarr", dict(list(audio.items())[half:]), {"kind": "view_audio"})
+    fp = {"name": "tiny", "kind": "hf", "num_layers": num_layers, "dim": dim, "frame_rate": 50}
+    f0_ = _store(tmp_path / "cache" / "shard0.zarr", dict(list(feats.items())[:half]), fp, "float16")
+    f1_ = _store(tmp_path / "cache" / "shard1.zarr", dict(list(feats.items())[half:]), fp, "float16")
+    build_index([a0, a1], str(tmp_path / "views" / "index.tsv"))
+    build_index([f0_, f1_], str(tmp_path / "cache" / "index.tsv"))
+    write_manifest(pd.DataFrame(rows), tmp_path / "manifest.tsv")
+    return {"manifest": str(tmp_path / "manifest.tsv"), "audio": str(tmp_path / "views" / "index.tsv"),
+            "targets": str(tmp_path / "cache" / "index.tsv")}
+
+
+def _config(path, steps, **train):
+    cfg = copy.deepcopy(yaml.safe_load((ROOT / "config.yaml").read_text()))
+    cfg["teachers"] = {"tiny": {"kind": "hf", "model": "never-loaded"}}
+    cfg["students"] = {"st": {
+        "method": "distilhubert", "teacher": "tiny",
+        "arch": {"conv_channels": 16, "dim": 32, "layers": 1, "heads": 2, "ffn": 64},
+        "train": {"steps": steps, "batch_size": 4, "crop_seconds": 0.5, "lr": 1e-3, "warmup": 0.1, **train}}}
+    cfg["downstream"]["upstreams"] = []
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path)
+
+
+def test_train_smoke(tmp_path):
+    data = _dataset(tmp_path)
+    config = _config(tmp_path / "config.yaml", steps=40)
+    out = tmp_path / "students" / "st"
+    train_student(config, "st", data["manifest"], data["audio"], data["targets"], str(out),
+                  resume_dir=str(tmp_path / "resume"))
+    for name in ("model.safetensors", "config.json", "curve.tsv", "curve.png"):
+        assert (out / name).exists() and (out / name).stat().st_size > 0, name
+    curve = pd.read_csv(out / "curve.tsv", sep="\t")
+    assert curve["step"].iloc[0] == 0 and curve["step"].iloc[-1] == 39
+    assert np.isfinite(curve["train_loss"]).all()
+    first, last = curve["train_loss"].iloc[:3].mean(), curve["train_loss"].iloc[-3:].mean()
+    assert last < 0.8 * first, (first, last)
+    assert curve["train_loss"].iloc[-1] < curve["train_loss"].iloc[0]
+    meta = json.loads((out / "config.json").read_text())
+    assert meta["teacher"] == "tiny" and meta["method"] == "distilhubert"
+    assert meta["target_layers"] == [1, 1, 2]  # round(f * 2) for f = 1/3, 2/3, 1 over 3 hidden states
+    assert meta["arch"]["dim"] == 32 and meta["arch"]["layers"] == 1
+    assert not list((tmp_path / "resume").glob("*.pt"))  # resume state removed after success
+    up = load_student(out)
+    states = up.hidden_states(torch.randn(8000) * 0.1)
+    assert len(states) == 2 and states[0].shape == (conv_frames(8000), 32)
+    assert all(torch.isfinite(s).all() for s in states)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["first_loss"] == pytest.approx(curve["train_loss"].iloc[0])
+
+
+@pytest.mark.parametrize("num_layers,expect", [(13, [4, 8, 12]), (7, [2, 4, 6]), (5, [1, 3, 4])])
+def test_target_layers_relative_depth(tmp_path, num_layers, expect):
+    """METHODS.md: hidden states 4, 8, 12 of a 12-layer teacher (index 0 = transformer input)."""
+    data = _dataset(tmp_path, num_layers=num_layers, dim=4, n_utts=3)
+    config = _config(tmp_path / "config.yaml", steps=1)
+    out = tmp_path / "out"
+    train_student(config, "st", data["manifest"], data["audio"], data["targets"], str(out),
+                  resume_dir=str(tmp_path / "resume"))
+    assert json.loads((out / "config.json").read_text())["target_layers"] == expect
+
+
+def test_train_refuses_other_teachers_cache(tmp_path):
+    data = _dataset(tmp_path, n_utts=3)
+    cfg = yaml.safe_load(Path(_config(tmp_path / "config.yaml", steps=1)).read_text())
+    cfg["teachers"]["other"] = {"kind": "hf", "model": "x"}
+    cfg["students"]["st"]["teacher"] = "other"
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    from pipeline.cache.store import CacheMismatchError
+
+    with pytest.raises(CacheMismatchError, match="name"):
+        train_student(str(tmp_path / "config.yaml"), "st", data["manifest"], data["audio"], data["targets"],
+                      str(tmp_path / "out"), resume_dir=str(tmp_path / "resume"))
+
+
+class _Killed(RuntimeError):
+    pass
+
+
+def test_resume_after_kill_equals_uninterrupted_run(tmp_path, monkeypatch, caplog):
+    data = _dataset(tmp_path)
+    steps = 60  # checkpoint every max(50, steps // 10) = 50 steps
+    config = _config(tmp_path / "config.yaml", steps=steps)
+    run = dict(manifest=data["manifest"], audio=data["audio"], targets=data["targets"])
+
+    train_student(config, "st", out_dir=str(tmp_path / "full"), resume_dir=str(tmp_path / "r_full"), **run)
+
+    real_next = DistillBatches.next
+    calls = {"n": 0}
+
+    def dying_next(self, batch_size):
+        calls["n"] += 1
+        if calls["n"] > 55:  # killed during step 55, after the checkpoint at step 50
+            raise _Killed("simulated kill")
+        return real_next(self, batch_size)
+
+    monkeypatch.setattr(DistillBatches, "next", dying_next)
+    with pytest.raises(_Killed):
+        train_student(config, "st", out_dir=str(tmp_path / "resumed"), resume_dir=str(tmp_path / "r"), **run)
+    assert not (tmp_path / "resumed" / "model.safetensors").exists()
+    assert (tmp_path / "r" / "st.pt").exists()
+    state = torch.load(tmp_path / "r" / "st.pt", weights_only=False)
+    assert state["step"] == 50
+
+    def counting_next(self, batch_size):
+        calls["n"] += 1
+        return real_next(self, batch_size)
+
+    calls["n"] = 0
+    monkeypatch.setattr(DistillBatches, "next", counting_next)
+    with caplog.at_level(logging.INFO, logger=train_mod.__name__):
+        train_student(config, "st", out_dir=str(tmp_path / "resumed"), resume_dir=str(tmp_path / "r"), **run)
+    assert calls["n"] == steps - 50  # only the remaining steps ran
+    assert "resuming from step 50" in caplog.text
+    assert not (tmp_path / "r" / "st.pt").exists()
+
+    full = load_file(tmp_path / "full" / "model.safetensors")
+    resumed = load_file(tmp_path / "resumed" / "model.safetensors")
+    assert full.keys() == resumed.keys()
+    for k in full:
+        assert torch.equal(full[k], resumed[k]), k
+    cf = pd.read_csv(tmp_path / "full" / "curve.tsv", sep="\t")
+    cr = pd.read_csv(tmp_path / "resumed" / "curve.tsv", sep="\t")
+    assert cr["step"].tolist() == cf["step"].tolist()
+    np.testing.assert_array_equal(cr["train_loss"].to_numpy(), cf["train_loss"].to_numpy())

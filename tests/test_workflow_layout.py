@@ -1,0 +1,95 @@
+"""Layout: artefact paths and which conditions each downstream task is scored on."""
+
+import copy
+import re
+from pathlib import Path
+
+import yaml
+
+from pipeline.config import validate_config
+from pipeline.workflow import CONDITIONS, REPORT_FILES, Layout
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cfg(**changes):
+    cfg = copy.deepcopy(yaml.safe_load((ROOT / "config.yaml").read_text()))
+    cfg["results"] = "R"
+    for k, v in changes.items():
+        cfg[k] = v
+    return validate_config(cfg)
+
+
+def test_paths():
+    L = Layout(_cfg())
+    assert L.root == "R"
+    assert L.manifest("synthetic") == "R/corpus/synthetic/manifest.tsv"
+    assert L.synth_shard(3) == "R/corpus/synthetic/shards/3.tsv"
+    assert L.bank("noise") == "R/banks/noise.npz"
+    assert L.view_plan("synthetic", "ood") == "R/views/synthetic/ood/plan.tsv"
+    assert L.view_store("synthetic", "indomain", 1) == "R/views/synthetic/indomain/shard1.zarr"
+    assert L.view_store("asterisk", "clean", "{shard}") == "R/views/asterisk/clean/shard{shard}.zarr"
+    assert L.view_index("synthetic", "clean") == "R/views/synthetic/clean/index.tsv"
+    assert L.feature_store("wb", "synthetic", "clean", 0) == "R/cache/wb/synthetic/clean/shard0.zarr"
+    assert L.feature_index("wb", "asterisk", "clean") == "R/cache/wb/asterisk/clean/index.tsv"
+    assert L.student("s") == "R/students/s/model.safetensors"
+    assert L.student("s", "curve.png") == "R/students/s/curve.png"
+    assert L.student("s", "") == "R/students/s/"
+    assert L.head("up", "ks") == "R/downstream/up/ks/head.pt"
+    assert L.score("up", "ic", "real") == "R/scores/up/ic/real.json"
+    assert L.report("summary.md") == "R/report/summary.md"
+    assert L.shards == 2
+    assert L.views("synthetic") == ["clean", "indomain", "ood"]
+    assert L.views("asterisk") == ["clean"]
+    assert L.corpora == ["synthetic", "asterisk"]
+
+
+def test_conditions_real_only_where_labels_exist():
+    L = Layout(_cfg())
+    assert L.conditions("ks") == ["clean", "indomain", "ood", "real"]
+    assert "real" not in L.conditions("ic")  # Asterisk prompts have no intent labels
+    assert L.conditions("ic") == ["clean", "indomain", "ood"]
+
+
+def test_asterisk_disabled_removes_real():
+    cfg = _cfg()
+    cfg["corpus"]["real"]["asterisk"] = False
+    L = Layout(cfg)
+    assert L.corpora == ["synthetic"]
+    assert "real" not in L.conditions("ks")
+    assert "real" not in L.conditions("ic")
+    assert not any("/real.json" in s for s in L.scores())
+
+
+def test_conditions_follow_config_order_and_subset():
+    cfg = _cfg()
+    cfg["downstream"]["conditions"] = ["real", "clean"]
+    assert Layout(cfg).conditions("ks") == ["real", "clean"]
+    del cfg["downstream"]["conditions"]
+    assert Layout(cfg).conditions("ks") == list(CONDITIONS)
+
+
+def test_scores_and_outputs():
+    cfg = _cfg()
+    L = Layout(cfg)
+    scores = L.scores()
+    ups, tasks = cfg["downstream"]["upstreams"], list(cfg["downstream"]["tasks"])
+    expect = {f"R/scores/{u}/{t}/{c}.json" for u in ups for t in tasks for c in L.conditions(t)}
+    assert set(scores) == expect and len(scores) == len(expect)
+    assert "R/scores/whisper_base/ks/real.json" in scores
+    assert "R/scores/whisper_base/ic/real.json" not in scores
+    outs = L.all_outputs()
+    for s in cfg["students"]:
+        assert f"R/students/{s}/model.safetensors" in outs and f"R/students/{s}/curve.png" in outs
+    for f in REPORT_FILES:
+        assert f"R/report/{f}" in outs
+    assert set(scores) <= set(outs)
+
+
+def test_regex_matches_exactly_the_names():
+    rx = Layout.regex(["a.b", "whisper_base"])
+    assert re.fullmatch(rx, "a.b") and re.fullmatch(rx, "whisper_base")
+    assert not re.fullmatch(rx, "axb")  # the dot is escaped
+    assert not re.fullmatch(rx, "whisper")
+    empty = Layout.regex([])
+    assert not any(re.fullmatch(empty, s) for s in ("a", "whisper_base", "x_y"))  # ("$^" still matches "")
