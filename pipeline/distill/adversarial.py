@@ -1,4 +1,4 @@
-"""Domain-adversarial training through gradient reversal, as used for robust distillation (arXiv 2210.07978)."""
+"""Domain-adversarial training by gradient reversal for robust distillation (arXiv 2210.07978)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from torch import nn
 
 
 class GradReverse(torch.autograd.Function):
-    """Identity forward; backward multiplies the gradient by -lambd (arXiv 2210.07978, after arXiv 1409.7495)."""
+    """Identity forward; backward multiplies the gradient by -lambd (arXiv 2210.07978, from 1409.7495)."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, lambd: float) -> torch.Tensor:
@@ -34,7 +34,7 @@ def dann_lambda(progress: float, max_lambda: float = 1.0, gamma: float = 10.0) -
 
 
 class DomainClassifier(nn.Module):
-    """Domain classifier for arXiv 2210.07978 (shape unpublished; ours): masked mean pool, Linear-GELU-Linear."""
+    """Domain classifier (arXiv 2210.07978; shape unpublished, ours): masked mean pool, Linear-GELU-Linear."""
 
     def __init__(self, dim: int, n_domains: int, hidden: int = 256) -> None:
         super().__init__()

@@ -9,7 +9,7 @@ from torch import nn
 
 
 class AutoBalance(nn.Module):
-    """Running weight for the self-correlation term (our heuristic; arXiv 2312.12153 does not publish its own).
+    """Running weight for the self-correlation term (our heuristic; arXiv 2312.12153 does not publish one).
 
     Keeps exponential moving averages (momentum `momentum`, seeded with the first observation) of the
     detached cross term X = s_d * diag + lambda_c * s_o * off(C) and of the raw self term S = off(A),

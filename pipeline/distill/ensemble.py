@@ -1,4 +1,4 @@
-"""Ensemble distillation from several teachers (arXiv 2302.12757): layer map, width projection, aggregation."""
+"""Ensemble distillation from several teachers (arXiv 2302.12757): layer map, PCA widths, aggregation."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def map_layers(num_layers_per_teacher: Sequence[int],
 
 
 def fit_projection(features: torch.Tensor, d_out: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """PCA of (N, D_in) features to d_out dims (arXiv 2302.12757 width mismatch): (mean, (D_in, d_out) components).
+    """PCA of (N, D_in) features to d_out dims (arXiv 2302.12757): (mean, (D_in, d_out) components).
 
     Identity (zero mean, eye) when D_in == d_out. Components come from the SVD of the D_in x D_in
     covariance (memory independent of N), signs fixed so each column's largest entry is positive.
@@ -49,7 +49,7 @@ def project(x: torch.Tensor, mean: torch.Tensor, components: torch.Tensor) -> to
 
 def aggregate(targets_per_teacher: Sequence[torch.Tensor],
               mode: Literal["average", "concat"] = "average") -> torch.Tensor:
-    """Combine per-teacher (B, T, D_k) targets of one layer by average or feature concatenation (arXiv 2302.12757).
+    """Combine per-teacher (B, T, D_k) targets of one layer: average or concatenation (arXiv 2302.12757).
 
     Teachers' scales differ; normalise each target (losses.normalize_targets) before averaging.
     """

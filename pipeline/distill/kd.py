@@ -1,4 +1,4 @@
-"""Knowledge distillation over teacher cluster posteriors (arXiv 2309.09920) and decoupled KD (arXiv 2203.08679)."""
+"""KD over teacher cluster posteriors (arXiv 2309.09920) and decoupled KD (arXiv 2203.08679)."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def kd_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor, tau: floa
 
 def dkd_terms(student_logits: torch.Tensor, teacher_probs: torch.Tensor, target: torch.Tensor, tau: float,
               from_logits: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-frame TCKD = KL(b_T || b_S), b = [p_t, 1 - p_t], and NCKD over non-target classes (arXiv 2203.08679)."""
+    """Per-frame TCKD = KL(b_T || b_S), b = [p_t, 1 - p_t], and non-target NCKD (arXiv 2203.08679)."""
     log_t = _teacher_log_probs(teacher_probs, tau, from_logits)
     log_s = (student_logits.float() / tau).log_softmax(-1)
     onehot = F.one_hot(target.long(), log_s.shape[-1]).bool()

@@ -1,4 +1,4 @@
-"""PAD-style speech-to-text embedding alignment: a documented stand-in for arXiv 2303.03600 (details unpublished).
+"""PAD-style speech-to-text embedding alignment: a stand-in for arXiv 2303.03600 (details unpublished).
 
 Global term: symmetric InfoNCE between pooled speech and sentence embeddings. Local term: each text unit
 attends over speech frames under a monotonic Gaussian prior at its expected position and is pulled
@@ -18,7 +18,7 @@ from pipeline.distill.losses import masked_mean
 
 def global_alignment(speech_pooled: torch.Tensor, text_sentence: torch.Tensor,
                      temperature: float = 0.07) -> torch.Tensor:
-    """Symmetric InfoNCE over a batch of (B, D) pairs, cosine similarity / temperature (PAD-style, 2303.03600)."""
+    """Symmetric InfoNCE over (B, D) pairs, cosine similarity / temperature (PAD-style, arXiv 2303.03600)."""
     logits = F.normalize(speech_pooled.float(), dim=-1) @ F.normalize(text_sentence.float(), dim=-1).T
     logits = logits / temperature
     labels = torch.arange(logits.shape[0], device=logits.device)
@@ -62,7 +62,8 @@ def local_alignment(speech: torch.Tensor, frame_mask: torch.Tensor, units: torch
     equals softmax(cos / temperature + log prior); speech (B, T, D), units (B, U, D), shares (B, U).
     """
     log_prior = _log_prior(unit_shares, frame_mask.sum(1), speech.shape[1], width)
-    sim = torch.einsum("bud,btd->but", F.normalize(units.float(), dim=-1), F.normalize(speech.float(), dim=-1))
+    unit_dir, frame_dir = F.normalize(units.float(), dim=-1), F.normalize(speech.float(), dim=-1)
+    sim = torch.einsum("bud,btd->but", unit_dir, frame_dir)
     attn = (sim / temperature + log_prior).masked_fill(~frame_mask[:, None, :], float("-inf")).softmax(-1)
     attended = torch.einsum("but,btd->bud", attn, speech.float())
     return masked_mean(1.0 - F.cosine_similarity(units.float(), attended, dim=-1), unit_mask)
@@ -75,7 +76,8 @@ class GranularityMixture(nn.Module):
     smallest loss; with it the optimum over the weights is w = softmax(-L / entropy_weight).
     """
 
-    def __init__(self, names: Sequence[str] = ("token", "word", "phrase"), entropy_weight: float = 0.1) -> None:
+    def __init__(self, names: Sequence[str] = ("token", "word", "phrase"),
+                 entropy_weight: float = 0.1) -> None:
         super().__init__()
         self.names = tuple(names)
         self.entropy_weight = entropy_weight

@@ -26,7 +26,7 @@ class LSTMArch:
 
 
 class LSTMStudent(nn.Module):
-    """Returns hidden states [projection, BiLSTM 1, ..., BiLSTM N], each (B, T, 2 * arch.dim), plus a frame mask.
+    """Hidden states [projection, BiLSTM 1, ..., BiLSTM N], each (B, T, 2 * arch.dim), plus a frame mask.
 
     `dim` is the hidden-state width 2 * arch.dim (both directions concatenated); the projection maps the CNN
     to that width so every state has one width. Sequences are packed by length, so padding never reaches

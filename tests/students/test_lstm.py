@@ -1,5 +1,6 @@
 """LSTM student (arXiv 2309.09920): the TransformerStudent contract, padding invariance, parameter count."""
 
+import pytest
 import torch
 from torch import nn
 
@@ -9,6 +10,15 @@ from pipeline.students.lstm import LSTMArch, LSTMStudent
 from pipeline.students.transformer import TransformerArch, TransformerStudent
 
 SMALL = LSTMArch(conv_channels=16, dim=8, layers=2, dropout=0.0)
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    """Tiny tensors: on 2 shared cores extra intra-op threads only contend (20x slower under load)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def test_shapes_mask_and_contract():
@@ -50,7 +60,8 @@ def lstm_formula(conv: int, units: int, layers: int) -> int:
     return frontend + proj + layers * 2 * per_direction
 
 
-def transformer_formula(conv: int, dim: int, layers: int, ffn: int, kernel: int = 128, groups: int = 16) -> int:
+def transformer_formula(conv: int, dim: int, layers: int, ffn: int, kernel: int = 128,
+                        groups: int = 16) -> int:
     frontend = conv * 10 + 2 * conv + 4 * conv * conv * 3 + 2 * conv * conv * 2
     proj = 2 * conv + conv * dim + dim
     pos = dim * (dim // groups) * kernel + kernel + dim  # weight-norm v, g (one per tap), bias
