@@ -55,7 +55,7 @@ def extract_shard(config: str, upstream: str, audio: str, out: str, checkpoint: 
     groups = _batches(source, int(cfg["cache"]["batch_seconds"] * 16000))
     with StoreWriter(out, fingerprint, cfg["cache"]["dtype"], cfg["cache"]["compression"]) as writer:
         for group in tqdm(groups, desc=f"extract {upstream}", unit="batch", mininterval=5):
-            wavs = [torch.from_numpy(np.asarray(source[i], np.float32)) for i in group]
+            wavs = [torch.from_numpy(np.array(source[i], np.float32)) for i in group]
             try:
                 outputs = model.hidden_states_batch(wavs)
             except ValueError as err:

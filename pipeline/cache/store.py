@@ -179,6 +179,9 @@ class Store:
         if self._maps is None:
             return self._frames[start:end]
         srows = self._shard_rows
+        s = start // srows
+        if end > start and (end - 1) // srows == s:  # the common case: one shard file, zero copy
+            return self._shard(s)[start - s * srows:end - s * srows]
         parts = [self._shard(s)[max(start - s * srows, 0):min(end - s * srows, srows)]
                  for s in range(start // srows, (end - 1) // srows + 1)] if end > start else []
         if len(parts) == 1:
@@ -221,6 +224,6 @@ class Store:
                 raise CacheError(f"{f}: shard holds {length} bytes, expected {nbytes}; the store is corrupt")
             else:
                 arr = np.memmap(f, dtype=self.dtype.newbyteorder("<"), mode="r", offset=offset,
-                                shape=(rows, *trailing))
+                                shape=(rows, *trailing)).view(np.ndarray)
         self._maps[s] = arr
         return arr

@@ -21,14 +21,16 @@ def utt_of(key: str) -> str:
 class DistillBatches:
     """Random frame-aligned crops: audio crop [320 k, 320 (k + F) + 80) pairs with target frames [k, k + F).
 
-    Each utterance draws its input copy and its target copy independently, so a distorted view with
-    K cached copies gives cross-distortion mapping (arXiv 2210.07978) without re-running the teacher.
+    Each utterance draws its input copy and its target copy independently (distinct copies when both
+    come from the same view), so a distorted view with K cached copies gives both cross-distortion
+    mapping setups of arXiv 2210.07978 without re-running the teacher.
     """
 
     def __init__(self, audio: FeatureCache, targets: FeatureCache, layers: list[int], utt_ids: list[str],
-                 crop_frames: int, seed: int) -> None:
+                 crop_frames: int, seed: int, distinct_copies: bool = False) -> None:
         self.audio, self.targets, self.layers = audio, targets, layers
         self.crop_frames = crop_frames
+        self.distinct_copies = distinct_copies  # same view in and out: never pair a copy with itself
         self.rng = np.random.default_rng(seed)
         copies_in, copies_tgt = defaultdict(list), defaultdict(list)
         for key in audio.keys:
@@ -44,8 +46,11 @@ class DistillBatches:
         self.copies_tgt = {u: copies_tgt[u] for u in self.utts}
 
     def _crop(self, utt: str) -> tuple[np.ndarray, list[np.ndarray]]:
-        wav = self.audio.get(self.rng.choice(self.copies_in[utt]))
-        feats = self.targets.get(self.rng.choice(self.copies_tgt[utt]))
+        key_in = self.rng.choice(self.copies_in[utt])
+        targets = self.copies_tgt[utt]
+        if self.distinct_copies and len(targets) > 1:
+            targets = [k for k in targets if k != key_in]
+        wav, feats = self.audio.get(key_in), self.targets.get(self.rng.choice(targets))
         frames = min(feats.shape[0], conv_frames(len(wav)))
         start = int(self.rng.integers(0, max(frames - self.crop_frames, 0) + 1))
         n = min(self.crop_frames, frames - start)

@@ -57,7 +57,8 @@ def train_student(config: str, student: str, manifest: str, audio: str, targets:
     dim = target_cache.fingerprint["dim"]
     train_ids = read_manifest(manifest).query("split == 'train'")["utt_id"].tolist()
     crop = int(train["crop_seconds"] * 50)
-    batches = DistillBatches(audio_cache, target_cache, layers, train_ids, crop, seed)
+    batches = DistillBatches(audio_cache, target_cache, layers, train_ids, crop, seed,
+                             distinct_copies=spec["input_view"] == spec["target_view"])
 
     model = build_student(get_method(spec["method"]).student, spec.get("arch", {})).to(device)
     method = build_method(spec["method"], model.dim, [dim] * len(layers), spec.get("options")).to(device)

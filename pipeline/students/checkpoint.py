@@ -11,12 +11,14 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from pipeline.students.frontend import RECEPTIVE_FIELD, conv_frames
+from pipeline.students.lstm import LSTMArch, LSTMStudent
 from pipeline.students.transformer import TransformerArch, TransformerStudent
 from pipeline.teachers.base import Upstream
 
 # student architecture name -> (hyper-parameter dataclass, module class)
 ARCHITECTURES: dict[str, tuple[type, type[torch.nn.Module]]] = {
     "transformer": (TransformerArch, TransformerStudent),
+    "lstm": (LSTMArch, LSTMStudent),
 }
 
 

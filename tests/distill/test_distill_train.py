@@ -17,6 +17,7 @@ from pipeline.cache.store import Store, StoreWriter
 from pipeline.corpus.manifest import write_manifest
 from pipeline.distill import train as train_mod
 from pipeline.distill.data import HOP, DistillBatches, utt_of
+from pipeline.distill.methods import METHODS
 from pipeline.distill.train import lr_at, train_student
 from pipeline.students.checkpoint import load_student
 from pipeline.students.frontend import conv_frames
@@ -201,11 +202,11 @@ def _dataset(tmp_path, num_layers=3, dim=16, n_utts=6):
             "targets": str(tmp_path / "cache" / "index.tsv")}
 
 
-def _config(path, steps, **train):
+def _config(path, steps, method="distilhubert", **train):
     cfg = copy.deepcopy(yaml.safe_load((ROOT / "config.yaml").read_text()))
     cfg["teachers"] = {"tiny": {"kind": "hf", "model": "never-loaded"}}
     cfg["students"] = {"st": {
-        "method": "distilhubert", "teacher": "tiny",
+        "method": method, "teacher": "tiny",
         "arch": {"conv_channels": 16, "dim": 32, "layers": 1, "heads": 2, "ffn": 64},
         "train": {"steps": steps, "batch_size": 4, "crop_seconds": 0.5, "lr": 1e-3, "warmup": 0.1, **train}}}
     cfg["downstream"]["upstreams"] = []
@@ -213,9 +214,10 @@ def _config(path, steps, **train):
     return str(path)
 
 
-def test_train_smoke(tmp_path):
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_train_smoke(tmp_path, method):
     data = _dataset(tmp_path)
-    config = _config(tmp_path / "config.yaml", steps=40)
+    config = _config(tmp_path / "config.yaml", steps=40, method=method)
     out = tmp_path / "students" / "st"
     train_student(config, "st", data["manifest"], data["audio"], data["targets"], str(out),
                   resume_dir=str(tmp_path / "resume"))
@@ -228,7 +230,7 @@ def test_train_smoke(tmp_path):
     assert last < 0.8 * first, (first, last)
     assert curve["train_loss"].iloc[-1] < curve["train_loss"].iloc[0]
     meta = json.loads((out / "config.json").read_text())
-    assert meta["teacher"] == "tiny" and meta["method"] == "distilhubert"
+    assert meta["teacher"] == "tiny" and meta["method"] == method
     assert meta["target_layers"] == [1, 1, 2]  # round(f * 2) for f = 1/3, 2/3, 1 over 3 hidden states
     assert meta["arch"]["dim"] == 32 and meta["arch"]["layers"] == 1
     assert not list((tmp_path / "resume").glob("*.pt"))  # resume state removed after success
@@ -314,3 +316,15 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path, monkeypatch, caplo
     cr = pd.read_csv(tmp_path / "resumed" / "curve.tsv", sep="\t")
     assert cr["step"].tolist() == cf["step"].tolist()
     np.testing.assert_array_equal(cr["train_loss"].to_numpy(), cf["train_loss"].to_numpy())
+
+
+def test_same_view_pairs_distinct_copies(tmp_path):
+    """Cross-distortion setup 2: input and target from one view never pair a copy with itself."""
+    audio, targets = _coded_caches(tmp_path, [16000] * 4, [0] * 4, copies=2)
+    batches = DistillBatches(audio, targets, [0], [f"u{u}" for u in range(4)], 20, seed=3, distinct_copies=True)
+    for _ in range(20):
+        wav, _, tgts = batches.next(4)
+        for b in range(4):
+            copy_in = round((float(wav[b, 0]) % 1) * 4)  # audio encodes copy / 4
+            copy_tgt = round((float(tgts[0][b, 0, 0]) % 1) * 2)  # target encodes copy / 2
+            assert {copy_in, copy_tgt} == {0, 1}, (copy_in, copy_tgt)
