@@ -49,8 +49,8 @@ def extract_shard(config: str, upstream: str, audio: str, out: str, checkpoint: 
     cfg = load_config(config)
     model = load_upstream(upstream, upstream_spec(cfg, upstream, checkpoint), device="auto")
     source = Store(audio, expect={"kind": "view_audio"})
-    fingerprint = {**model.fingerprint(), "upstream": upstream, "view_audio": source.fingerprint, "dtype": cfg["cache"]["dtype"],
-                   "code_version": CACHE_VERSION,
+    fingerprint = {**model.fingerprint(), "upstream": upstream, "view_audio": source.fingerprint,
+                   "dtype": cfg["cache"]["dtype"], "code_version": CACHE_VERSION,
                    "num_params": sum(p.numel() for p in model.parameters())}
     groups = _batches(source, int(cfg["cache"]["batch_seconds"] * 16000))
     with StoreWriter(out, fingerprint, cfg["cache"]["dtype"], cfg["cache"]["compression"]) as writer:

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import shutil
-import sys
-import types
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from scipy.signal import chirp
 
 from pipeline.audio import noise
@@ -22,21 +19,6 @@ HAVE_MUSIC = bool(list(noise.MOH_DIR.glob("*.g722"))) and shutil.which("ffmpeg")
 NEEDS_SFX = pytest.mark.skipif(not HAVE_SFX, reason="Debian package openttd-opensfx is not installed")
 NEEDS_MUSIC = pytest.mark.skipif(not HAVE_MUSIC,
                                  reason="Debian package asterisk-moh-opsound-g722 or ffmpeg is not installed")
-
-
-@pytest.fixture
-def config_path(tmp_path, monkeypatch):
-    """A minimal valid config; stubs the distill methods registry if that module is not written yet."""
-    try:
-        import pipeline.distill.methods  # noqa: F401
-    except ModuleNotFoundError:
-        monkeypatch.setitem(sys.modules, "pipeline.distill.methods", types.SimpleNamespace(METHODS={}))
-    cfg = {"seed": 11, "corpus": {"synthetic": {"voices": 1, "keyword": 0, "command": 0, "sentence": 0}},
-           "views": {}, "teachers": {"t": {"kind": "hf", "model": "none"}}, "cache": {}, "students": {},
-           "downstream": {}}
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return str(path)
 
 
 @pytest.fixture

@@ -2,30 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-import types
-
 import numpy as np
 import pytest
-import yaml
 
 from pipeline.audio import rir
 from pipeline.audio.distortions import Banks
-
-
-@pytest.fixture
-def config_path(tmp_path, monkeypatch):
-    """A minimal valid config; stubs the distill methods registry if that module is not written yet."""
-    try:
-        import pipeline.distill.methods  # noqa: F401
-    except ModuleNotFoundError:
-        monkeypatch.setitem(sys.modules, "pipeline.distill.methods", types.SimpleNamespace(METHODS={}))
-    cfg = {"seed": 11, "corpus": {"synthetic": {"voices": 1, "keyword": 0, "command": 0, "sentence": 0}},
-           "views": {}, "teachers": {"t": {"kind": "hf", "model": "none"}}, "cache": {}, "students": {},
-           "downstream": {}}
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return str(path)
 
 
 def test_room_families_are_disjoint():

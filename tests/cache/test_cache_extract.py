@@ -20,20 +20,6 @@ TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermed
             num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread is ~20x faster than two on the shared, loaded 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
 def _teacher(path, **extra):
     torch.manual_seed(0)
     HubertModel(HubertConfig(**TINY, **extra)).save_pretrained(path)

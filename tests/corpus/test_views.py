@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
-import types
 
 import numpy as np
 import pandas as pd
@@ -23,12 +21,8 @@ SNR = {"indomain": [5, 20], "ood": [0, 10]}
 
 
 @pytest.fixture
-def config_path(tmp_path, monkeypatch):
-    """A minimal valid config; stubs the distill methods registry if that module is not written yet."""
-    try:
-        import pipeline.distill.methods  # noqa: F401
-    except ModuleNotFoundError:
-        monkeypatch.setitem(sys.modules, "pipeline.distill.methods", types.SimpleNamespace(METHODS={}))
+def config_path(tmp_path):
+    """Views with 2 in-domain and 3 out-of-domain copies (overrides the shared minimal config)."""
     cfg = {"seed": 3, "corpus": {"synthetic": {"voices": 1, "keyword": 0, "command": 0, "sentence": 0}},
            "views": {"shards": 2, "indomain": {"copies": 2, "snr_db": SNR["indomain"]},
                      "ood": {"copies": 3, "snr_db": SNR["ood"]}},

@@ -8,15 +8,6 @@ import torch.nn.functional as F
 from pipeline.distill.correlation import AutoBalance, correlation, correlation_loss, pool_time, standardize
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny tensors: on 2 shared cores extra intra-op threads only contend (20x slower under load)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def whitened(b: int, length: int, d: int, seed: int = 0) -> torch.Tensor:
     """(B, L, D) with zero batch mean and identity batch correlation at every position."""
     g = torch.Generator().manual_seed(seed)

@@ -8,15 +8,6 @@ from pipeline.distill.losses import l1_cosine, masked_mean, normalize_targets
 from pipeline.distill.methods import METHODS, DistilHuBERT, build_method, get_method
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread is ~20x faster than two on the shared, loaded 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _reference(pred, target, mask, lam=1.0):
     """mean |P - H| over valid frames and dims + lam * mean over valid frames of -log sigmoid(cos)."""
     p = pred[mask].astype(np.float64)

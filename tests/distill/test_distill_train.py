@@ -25,20 +25,6 @@ from pipeline.students.frontend import conv_frames
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread is ~20x faster than two on the shared, loaded 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
 # ---------------------------------------------------------------- learning-rate schedule
 
 @pytest.mark.parametrize("steps,warmup", [(100, 0.07), (1000, 0.1), (10, 0.0), (7, 0.5)])

@@ -3,8 +3,6 @@ is deterministic, and score handles distorted copies, real-speech manifests and 
 
 import itertools
 import json
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -24,19 +22,6 @@ SLOTS = [["activate", "deactivate", "bring"], ["lights", "music"], ["kitchen", "
 INTENTS = ["|".join(c) for c in itertools.product(*SLOTS)]
 LAYERS, DIM, SIGNAL_LAYER = 3, 16, 1
 FINGERPRINT = {"upstream": "fake", "num_params": 1234567}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _methods():
-    """Stub pipeline.distill.methods (needed by load_config) while it is still being written."""
-    with pytest.MonkeyPatch.context() as mp:
-        try:
-            import pipeline.distill.methods  # noqa: F401
-        except ImportError:
-            students = yaml.safe_load((ROOT / "config.yaml").read_text())["students"]
-            methods = {s["method"] for s in students.values()}
-            mp.setitem(sys.modules, "pipeline.distill.methods", types.SimpleNamespace(METHODS=methods))
-        yield
 
 
 def write_features(path: Path, arrays: dict[str, np.ndarray], shards: int = 2) -> str:

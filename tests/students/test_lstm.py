@@ -1,6 +1,5 @@
 """LSTM student (arXiv 2309.09920): the TransformerStudent contract, padding invariance, parameter count."""
 
-import pytest
 import torch
 from torch import nn
 
@@ -10,15 +9,6 @@ from pipeline.students.lstm import LSTMArch, LSTMStudent
 from pipeline.students.transformer import TransformerArch, TransformerStudent
 
 SMALL = LSTMArch(conv_channels=16, dim=8, layers=2, dropout=0.0)
-
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny tensors: on 2 shared cores extra intra-op threads only contend (20x slower under load)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_shapes_mask_and_contract():

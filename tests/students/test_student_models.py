@@ -26,15 +26,6 @@ from pipeline.students.transformer import TransformerArch, TransformerStudent
 ARCH = dict(conv_channels=8, dim=16, layers=2, heads=2, ffn=32, pos_kernel=16, pos_groups=4)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread is ~20x faster than two on the shared, loaded 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _student(seed=0, **kw):
     torch.manual_seed(seed)
     return TransformerStudent(TransformerArch(**{**ARCH, **kw}))
@@ -209,4 +200,4 @@ def test_build_student_registry():
     m = build_student("transformer", ARCH)
     assert isinstance(m, TransformerStudent) and m.arch.layers == 2
     with pytest.raises(KeyError, match="transformer"):
-        build_student("lstm", {})
+        build_student("conformer", {})

@@ -33,11 +33,6 @@ FAMILIES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
 def _save(path, family, norm="group", do_normalize=None, seed=0):
     config_cls, model_cls, extra = FAMILIES[family]
     kwargs = {**SMALL, **extra}
