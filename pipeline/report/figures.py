@@ -24,10 +24,11 @@ def plot_curve(curve: pd.DataFrame, path: str | Path, title: str = "") -> None:
     ax.plot(curve["step"], curve["train_loss"], color="tab:blue", label="train loss")
     ax.set_xlabel("step")
     ax.set_ylabel("train loss", color="tab:blue")
-    twin = ax.twinx()
-    for col in dev:
-        twin.plot(curve["step"], curve[col], color="tab:orange", marker="o", ms=3, label=col)
-    twin.set_ylabel(", ".join(dev), color="tab:orange")
+    if dev:  # distillation curves have no dev metric: no empty second axis
+        twin = ax.twinx()
+        for col in dev:
+            twin.plot(curve["step"], curve[col], color="tab:orange", marker="o", ms=3, label=col)
+        twin.set_ylabel(", ".join(dev), color="tab:orange")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
