@@ -46,7 +46,8 @@ def tiny_config(teacher_dir: Path) -> dict:
                              "arch": {"conv_channels": 16, "dim": 32, "layers": 1, "heads": 2, "ffn": 64},
                              "train": {"steps": 30, "batch_size": 4, "crop_seconds": 1.0, "lr": 1e-3}}},
         "downstream": {"upstreams": ["tiny", "stu"],
-                       "tasks": {"ks": {"steps": 20, "batch_size": 8}, "ic": {"steps": 20, "batch_size": 8}}},
+                       "tasks": {"ks": {"steps": 20, "lr": 1e-3, "batch_size": 8},
+                                 "ic": {"steps": 20, "lr": 1e-3, "batch_size": 8}}},
     }
 
 
