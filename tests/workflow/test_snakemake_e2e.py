@@ -19,7 +19,9 @@ from pipeline.corpus.manifest import read_manifest
 from pipeline.students.checkpoint import load_student
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = [pytest.mark.slow, pytest.mark.skip(reason="tiny e2e config leaves IC without labelled dev utterances (ValueError in train_head); enlarge it and re-enable, see session note")]
+SKIP = ("tiny e2e config leaves IC without labelled dev utterances (ValueError in train_head); "
+        "enlarge it and re-enable")
+pytestmark = [pytest.mark.slow, pytest.mark.skip(reason=SKIP)]
 
 
 def _tiny_teacher(path: Path) -> None:
