@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Idempotent set-up: Debian packages (TTS voices, codecs, real speech, noise) and the project venv.
+# `--test` adds what only the tests need: a real single-node Slurm (slurm-wlm, munge) and headless
+# Chromium to render the HTML report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 APT_PACKAGES=(espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
   ffmpeg sox asterisk-core-sounds-en asterisk-core-sounds-en-g722 asterisk-moh-opsound-g722 openttd-opensfx)
+if [ "${1:-}" = "--test" ]; then
+  APT_PACKAGES+=(slurm-wlm munge chromium)
+fi
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
