@@ -15,6 +15,8 @@ VERBS: dict[str, str] = {
     "synthesize": "pipeline.corpus.synthetic:synthesize_shard",
     "merge-manifests": "pipeline.corpus.synthetic:merge_shards",
     "prepare-asterisk": "pipeline.corpus.asterisk:prepare_asterisk",
+    "screen-manifest": "pipeline.corpus.screen:screen_manifest",
+    "prepare-corpus": "pipeline.corpus.adapters:prepare_corpus",
     "rir-bank": "pipeline.audio.rir:build_rir_bank",
     "noise-bank": "pipeline.audio.noise:build_noise_bank",
     "view-plan": "pipeline.corpus.views:make_view_plan",
@@ -22,9 +24,13 @@ VERBS: dict[str, str] = {
     "extract": "pipeline.cache.extract:extract_shard",
     "index": "pipeline.cache.index:build_index",
     "train-student": "pipeline.distill.train:train_student",
+    "codebook": "pipeline.distill.codebook:fit_codebook",
+    "embed-text": "pipeline.teachers.text:embed_text",
     "train-head": "pipeline.downstream.run:train_head",
     "score": "pipeline.downstream.run:score",
+    "evaluate": "pipeline.downstream.run:evaluate",
     "report": "pipeline.report.tables:build_report",
+    "render-report": "pipeline.report.browser:render_report",
 }
 
 

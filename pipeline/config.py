@@ -49,29 +49,92 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_references(config: dict[str, Any]) -> None:
+    from pipeline.corpus.adapters import check_corpus_config
     from pipeline.distill.methods import METHODS
 
+    try:
+        check_corpus_config(config)
+    except ValueError as err:
+        raise ConfigError(f"config: {err}") from None
     teachers = set(config["teachers"])
     views = {"clean", "indomain", "ood"}
     for name, student in config["students"].items():
         if name in teachers:
             raise ConfigError(f"config: students.{name} has the same name as a teacher")
-        if student["teacher"] not in teachers:
-            raise ConfigError(
-                f"config: students.{name}.teacher '{student['teacher']}' is not a configured teacher "
-                f"(known: {sorted(teachers)})"
-            )
         if student["method"] not in METHODS:
             raise ConfigError(
                 f"config: students.{name}.method '{student['method']}' is unknown (known: {sorted(METHODS)})"
             )
+        _check_student(config, name, student, METHODS[student["method"]])
         for key in ("input_view", "target_view"):
             if student[key] not in views:
                 raise ConfigError(f"config: students.{name}.{key} '{student[key]}' is not one of {sorted(views)}")
+        _check_columns(config, name, student, METHODS[student["method"]])
     upstreams = teachers | set(config["students"])
-    for up in config["downstream"].get("upstreams", []):
-        if up not in upstreams:
-            raise ConfigError(f"config: downstream.upstreams names '{up}', not a teacher or student")
+    downstream = config["downstream"]
+    lists = {"downstream.upstreams": downstream.get("upstreams", [])} | {
+        f"downstream.tasks.{t}.upstreams": s["upstreams"] for t, s in downstream.get("tasks", {}).items()
+        if "upstreams" in s}
+    for key, names in lists.items():
+        for up in [] if names == "all" else names:
+            if up not in upstreams:
+                raise ConfigError(f"config: {key} names '{up}', not a teacher or student "
+                                  f"(known: {sorted(upstreams)})")
+
+
+def _check_student(config: dict[str, Any], name: str, student: dict[str, Any], method: type) -> None:
+    """Teachers exist and suit the method (one audio teacher; a list of audio teachers for ensembles; a text
+    teacher for text-aligned students); options and architecture keys are the method's own."""
+    from dataclasses import fields
+
+    from pipeline.distill.inputs import teacher_list
+    from pipeline.students.checkpoint import ARCHITECTURES
+
+    teachers = config["teachers"]
+    where = f"config: students.{name}"
+    names = teacher_list(student["teacher"])
+    for t in names:
+        if t not in teachers:
+            raise ConfigError(f"{where}.teacher '{t}' is not a configured teacher (known: {sorted(teachers)})")
+    kinds = {t: teachers[t]["kind"] for t in names}
+    if method.many_teachers and (isinstance(student["teacher"], str) or len(set(names)) < 2):
+        raise ConfigError(f"{where}.teacher: method '{student['method']}' needs a list of at least two distinct "
+                          f"teachers, got {student['teacher']!r}")
+    if not method.many_teachers and len(names) != 1:
+        raise ConfigError(f"{where}.teacher: method '{student['method']}' takes one teacher, got {names}")
+    if method.text_teacher and kinds[names[0]] != "text":
+        raise ConfigError(f"{where}.teacher: method '{student['method']}' needs a text teacher (kind: text), "
+                          f"'{names[0]}' is kind {kinds[names[0]]!r}")
+    text_ones = [t for t, k in kinds.items() if k == "text"]
+    if not method.text_teacher and text_ones:
+        raise ConfigError(f"{where}.teacher: {text_ones} embed text, not audio; method '{student['method']}' "
+                          "distils audio teachers")
+    try:
+        method.resolve_options(student.get("options"))
+    except ValueError as err:
+        raise ConfigError(f"{where}.options: {err} (method '{student['method']}')") from None
+    arch_cls = ARCHITECTURES[method.student][0]
+    allowed = {f.name for f in fields(arch_cls)}
+    extra = sorted(set(student.get("arch", {})) - allowed)
+    if extra:
+        raise ConfigError(f"{where}.arch: {extra} do not apply to the {method.student} student of method "
+                          f"'{student['method']}'; allowed: {sorted(allowed)}")
+
+
+def _check_columns(config: dict[str, Any], name: str, student: dict[str, Any], method: type) -> None:
+    """A method's `needs_columns` (manifest label columns it trains on) must be filled by its training corpus."""
+    from pipeline.corpus.synthetic import label_columns
+
+    needs = set(getattr(method, "needs_columns", ()))
+    if not needs or student.get("corpus", config["corpus"].get("distill", "synthetic")) != "synthetic":
+        return  # a real corpus: its columns are known only once its manifest is prepared
+    missing = sorted(needs - label_columns(config["corpus"]["synthetic"]))
+    if missing:
+        raise ConfigError(
+            f"config: students.{name}.method '{student['method']}' trains on manifest column(s) {missing}, "
+            "which the synthetic corpus of corpus.synthetic does not fill (keyword, command and sentence counts "
+            "decide which labels exist); give corpus.synthetic.sentence or .command a positive count, "
+            "or choose a method that needs no transcripts")
 
 
 def load_config(path: str | Path) -> dict[str, Any]:

@@ -14,7 +14,11 @@ import yaml
 CONDITIONS = {"clean": ("synthetic", "clean"), "indomain": ("synthetic", "indomain"),
               "ood": ("synthetic", "ood"), "real": ("asterisk", "clean")}
 REAL_LABELS = {"keyword", "text", "phones"}  # label columns the real (Asterisk) corpus provides
-REPORT_FILES = ("summary.md", "summary.csv", "summary.tex", "scores.csv", "robustness.png")
+# report tables (each as .md, .csv, .tex and .html) and figures; see pipeline/report/
+REPORT_TABLES = ("superb", "robustness", "ensembles", "lstm", "text", "cost_teachers", "cost_students", "summary")
+REPORT_FIGURES = ("robustness.png", "head_curves.png", "student_curves.png", "layer_weights.png")
+REPORT_FILES = (*(f"{t}.{x}" for t in REPORT_TABLES for x in ("md", "csv", "tex", "html")),
+                "tables.md", "scores.csv", *REPORT_FIGURES)
 
 
 class Layout:
@@ -23,8 +27,12 @@ class Layout:
     def __init__(self, config: dict[str, Any]) -> None:
         self.cfg = config
         self.root = config.get("results", "results")
-        real = config["corpus"].get("real", {}).get("asterisk", True)
-        self.corpora = ["synthetic"] + (["asterisk"] if real else [])
+        corpus = config["corpus"]
+        real = corpus.get("real", {}).get("asterisk", True)
+        self.datasets: dict[str, dict[str, Any]] = corpus.get("datasets", {})
+        self.corpora = (["synthetic"] if "synthetic" in corpus else []) + (["asterisk"] if real else []) \
+            + list(self.datasets)
+        self.distill_corpus: str = corpus.get("distill", "synthetic")
         self.shards = config["views"]["shards"]
 
     def write_resolved(self) -> str:
@@ -47,7 +55,36 @@ class Layout:
         return "|".join(re.escape(n) for n in names) if names else "$^"
 
     def views(self, corpus: str) -> list[str]:
-        return ["clean", "indomain", "ood"] if corpus == "synthetic" else ["clean"]
+        """Views a corpus can be rendered in: all three for the training and task corpora, else clean."""
+        distorted = {"synthetic", self.distill_corpus, *self.cfg["corpus"].get("tasks", {}).values()}
+        return ["clean", "indomain", "ood"] if corpus in distorted else ["clean"]
+
+    def num_shards(self, corpus: str) -> int:
+        """View-audio and cache shards of a corpus: corpus.datasets.<name>.shards, else views.shards."""
+        return self.datasets.get(corpus, {}).get("shards", self.shards)
+
+    def student_corpus(self, student: str) -> str:
+        """The corpus a student is distilled on: corpus.distill (default synthetic)."""
+        return self.cfg["students"][student].get("corpus", self.distill_corpus)
+
+    def task_corpus(self, task: str) -> str:
+        """The corpus a downstream task's heads train and are scored on: corpus.tasks.<task> (default synthetic)."""
+        return self.cfg["corpus"].get("tasks", {}).get(task, "synthetic")
+
+    def task_source(self, task: str, condition: str) -> tuple[str, str]:
+        """(corpus, view) a task's `condition` is read from: its task corpus in that view; 'real' = Asterisk."""
+        if condition == "real":
+            return CONDITIONS["real"]
+        if condition not in CONDITIONS:
+            raise KeyError(f"unknown condition '{condition}' (known: {sorted(CONDITIONS)})")
+        return self.task_corpus(task), condition
+
+    def noise_inputs(self) -> dict[str, str]:
+        """Manifests the noise bank reads: babble talkers (the distillation corpus) and, if set, MUSAN."""
+        out = {"babble": self.manifest(self.distill_corpus)}
+        if self.cfg["corpus"].get("noise"):
+            out["musan"] = self.manifest(self.cfg["corpus"]["noise"])
+        return out
 
     def manifest(self, corpus: str) -> str:
         return f"{self.root}/corpus/{corpus}/manifest.tsv"
@@ -76,6 +113,14 @@ class Layout:
     def student(self, name: str, file: str = "model.safetensors") -> str:
         return f"{self.root}/students/{name}/{file}"
 
+    def codebook(self, teacher: str, view: str, k: int | str) -> str:
+        """k-means codebook + cluster ids of a teacher's cached view (KD / DKD students)."""
+        return f"{self.root}/codebooks/{teacher}/{view}/k{k}.npz"
+
+    def text_embeddings(self, teacher: str, corpus: str) -> str:
+        """Token and sentence embeddings of a corpus's transcripts by a text teacher (PAD students)."""
+        return f"{self.root}/text/{teacher}/{corpus}.npz"
+
     def head(self, upstream: str, task: str) -> str:
         return f"{self.root}/downstream/{upstream}/{task}/head.pt"
 
@@ -86,18 +131,47 @@ class Layout:
         return f"{self.root}/report/{file}"
 
     def conditions(self, task: str) -> list[str]:
-        """Conditions a task is scored on: 'real' only where the real corpus has the task's labels."""
+        """Conditions a task is scored on: 'real' only where the real corpus has the task's labels in the same
+        label set (tasks on the synthetic corpus; ASR text on any corpus)."""
         from pipeline.downstream.tasks import get_task
 
         wanted = self.cfg["downstream"].get("conditions", list(CONDITIONS))
-        real_ok = "asterisk" in self.corpora and get_task(task).column in REAL_LABELS
+        column = get_task(task).column
+        same_labels = self.task_corpus(task) == "synthetic" or column == "text"
+        real_ok = "asterisk" in self.corpora and column in REAL_LABELS and same_labels
         return [c for c in wanted if c != "real" or real_ok]
 
-    def scores(self) -> list[str]:
+    def upstreams(self, task: str | None = None) -> list[str]:
+        """Upstreams evaluated on `task`: its own `upstreams`, else downstream.upstreams ("all" = every
+        audio teacher and student)."""
         ds = self.cfg["downstream"]
-        return [self.score(up, task, cond) for up in ds.get("upstreams", [])
-                for task in ds.get("tasks", {}) for cond in self.conditions(task)]
+        names = ds.get("upstreams", [])
+        if task is not None:
+            names = ds.get("tasks", {}).get(task, {}).get("upstreams", names)
+        if names == "all":
+            names = [t for t, spec in self.cfg["teachers"].items() if spec.get("kind") != "text"]
+            names += list(self.cfg["students"])
+        return list(names)
+
+    def evaluations(self) -> dict[str, list[str]]:
+        """upstream -> the tasks it is evaluated on (one `evaluate` job per upstream)."""
+        out: dict[str, list[str]] = {}
+        for task in self.cfg["downstream"].get("tasks", {}):
+            for up in self.upstreams(task):
+                out.setdefault(up, []).append(task)
+        return out
+
+    def scores(self, upstream: str | None = None) -> list[str]:
+        """Every score JSON of the run (or of one upstream)."""
+        return [self.score(up, task, cond) for up, tasks in self.evaluations().items()
+                if upstream in (None, up) for task in tasks for cond in self.conditions(task)]
+
+    def report_inputs(self) -> dict[str, list[str]]:
+        """What the report reads: score JSONs, and each student's config.json and distillation curve."""
+        students = list(self.cfg["students"])
+        return {"scores": self.scores(), "students": [self.student(s, "config.json") for s in students],
+                "curves": [self.student(s, "curve.tsv") for s in students]}
 
     def all_outputs(self) -> list[str]:
         students = [self.student(s, f) for s in self.cfg["students"] for f in ("model.safetensors", "curve.png")]
-        return students + self.scores() + [self.report(f) for f in REPORT_FILES]
+        return students + self.scores() + [self.report(f) for f in (*REPORT_FILES, "report.html")]

@@ -32,12 +32,12 @@ def test_unknown_top_level_key():
 
 def test_unknown_nested_key_names_path():
     cfg = _cfg()
-    cfg["students"]["distilhubert_tiny"]["train"]["stepz"] = 5
+    cfg["students"]["distilhubert"]["train"]["stepz"] = 5
     with pytest.raises(ConfigError) as err:
         validate_config(cfg)
     msg = str(err.value)
     assert "stepz" in msg
-    assert "students.distilhubert_tiny.train" in msg
+    assert "students.distilhubert.train" in msg
     assert "steps" in msg  # lists what is allowed there
 
 
@@ -52,7 +52,7 @@ def test_unknown_cache_key():
     (("cache", "batch_seconds"), "sixty"),
     (("views", "shards"), 1.5),
     (("seed",), "1234"),
-    (("students", "distilhubert_tiny", "train", "lr"), "fast"),
+    (("students", "distilhubert", "train", "lr"), "fast"),
     (("corpus", "synthetic", "voices"), 0),  # below minimum
     (("cache", "dtype"), "bfloat16"),  # not in the enum
 ])
@@ -69,21 +69,21 @@ def test_wrong_type_names_key(path, value):
 
 def test_unknown_teacher_in_student():
     cfg = _cfg()
-    cfg["students"]["distilhubert_tiny"]["teacher"] = "whisper_huge"
+    cfg["students"]["distilhubert"]["teacher"] = "whisper_huge"
     with pytest.raises(ConfigError) as err:
         validate_config(cfg)
     msg = str(err.value)
-    assert "students.distilhubert_tiny.teacher" in msg and "whisper_huge" in msg
+    assert "students.distilhubert.teacher" in msg and "whisper_huge" in msg
     assert "whisper_base" in msg and "whisper_tiny" in msg  # the known teachers
 
 
 def test_unknown_method_lists_known():
     cfg = _cfg()
-    cfg["students"]["distilhubert_tiny"]["method"] = "fithubert"
+    cfg["students"]["distilhubert"]["method"] = "fithubert"
     with pytest.raises(ConfigError) as err:
         validate_config(cfg)
     msg = str(err.value)
-    assert "students.distilhubert_tiny.method" in msg and "fithubert" in msg
+    assert "students.distilhubert.method" in msg and "fithubert" in msg
     from pipeline.distill.methods import METHODS
 
     for known in METHODS:
@@ -92,14 +92,14 @@ def test_unknown_method_lists_known():
 
 def test_unknown_view_in_student():
     cfg = _cfg()
-    cfg["students"]["distilhubert_tiny"]["input_view"] = "noisy"
-    with pytest.raises(ConfigError, match=r"students\.distilhubert_tiny\.input_view"):
+    cfg["students"]["distilhubert"]["input_view"] = "noisy"
+    with pytest.raises(ConfigError, match=r"students\.distilhubert\.input_view"):
         validate_config(cfg)
 
 
 def test_student_named_like_teacher():
     cfg = _cfg()
-    cfg["students"]["whisper_base"] = cfg["students"].pop("distilhubert_tiny")
+    cfg["students"]["whisper_base"] = cfg["students"].pop("distilhubert")
     cfg["downstream"]["upstreams"] = ["whisper_base"]
     with pytest.raises(ConfigError, match="same name as a teacher"):
         validate_config(cfg)
@@ -121,7 +121,7 @@ def test_defaults_are_filled():
     del cfg["corpus"]["synthetic"]["shards"]
     cfg["corpus"]["real"] = {}
     for key in ("input_view", "target_view"):
-        del cfg["students"]["distilhubert_tiny"][key]
+        del cfg["students"]["distilhubert"][key]
     out = validate_config(cfg)
     assert out is cfg  # validated in place
     assert cfg["results"] == "results"
@@ -132,8 +132,8 @@ def test_defaults_are_filled():
     assert cfg["corpus"]["synthetic"]["split"] == [0.7, 0.15, 0.15]
     assert cfg["corpus"]["synthetic"]["shards"] == 4
     assert cfg["corpus"]["real"] == {"asterisk": True}
-    assert cfg["students"]["distilhubert_tiny"]["input_view"] == "clean"
-    assert cfg["students"]["distilhubert_tiny"]["target_view"] == "clean"
+    assert cfg["students"]["distilhubert"]["input_view"] == "clean"
+    assert cfg["students"]["distilhubert"]["target_view"] == "clean"
     assert cfg["teachers"]["whisper_base"]["layers"] == "all"
 
 

@@ -73,8 +73,12 @@ def test_scores_and_outputs():
     cfg = _cfg()
     L = Layout(cfg)
     scores = L.scores()
-    ups, tasks = cfg["downstream"]["upstreams"], list(cfg["downstream"]["tasks"])
-    expect = {f"R/scores/{u}/{t}/{c}.json" for u in ups for t in tasks for c in L.conditions(t)}
+    audio = [t for t, spec in cfg["teachers"].items() if spec["kind"] != "text"] + list(cfg["students"])
+    expect = set()
+    for t, settings in cfg["downstream"]["tasks"].items():
+        ups = settings.get("upstreams", cfg["downstream"]["upstreams"])
+        ups = audio if ups == "all" else ups
+        expect |= {f"R/scores/{u}/{t}/{c}.json" for u in ups for c in L.conditions(t)}
     assert set(scores) == expect and len(scores) == len(expect)
     assert "R/scores/whisper_base/ks/real.json" in scores
     assert "R/scores/whisper_base/ic/real.json" not in scores

@@ -1,10 +1,12 @@
 """A cached bank of additive noise sources in two disjoint families, saved as one .npz.
 
 In-domain: coloured noise (white / pink / brown, generated from the config seed) and babble
-(3-6 train-split utterances of the synthetic corpus mixed). Out-of-domain: real sound effects
-(Debian `openttd-opensfx`) and music (Debian `asterisk-moh-opsound-g722`, decoded with ffmpeg).
-Each source is a 1-D float32 array at 16 kHz with unit RMS, named `{type}_{index:02d}`; `meta`
-(JSON) records each source's family, type, origin and duration. About 45 s per family.
+(3-6 train-split utterances of the distillation corpus mixed: `corpus.distill`, synthetic by default).
+Out-of-domain: real sound effects (Debian `openttd-opensfx`) and music (Debian
+`asterisk-moh-opsound-g722`, decoded with ffmpeg); with a MUSAN manifest (config `corpus.noise`) the
+sfx and music come from MUSAN's noise and music files instead. Each source is a 1-D float32 array at
+16 kHz with unit RMS, named `{type}_{index:02d}`; `meta` (JSON) records each source's family, type,
+origin and duration. About 45 s per family.
 """
 
 from __future__ import annotations
@@ -155,19 +157,42 @@ def babble_sources(manifest: str, rng: np.random.Generator, n: int) -> list[tupl
     return out
 
 
-def build_noise_bank(config: str, manifest: str, out: str) -> None:
-    """Build the in-domain (coloured, babble) and out-of-domain (sfx, music) noise sources as one .npz."""
+def musan_sources(manifest: str, kind: str, rng: np.random.Generator, n: int,
+                  seconds: float) -> list[tuple[np.ndarray, str]]:
+    """`n` excerpts of `seconds` (or the whole file if shorter, at least SFX_SECONDS[0] after trimming silence)
+    from distinct MUSAN files of type `kind` ('noise' or 'music'), files visited in a seeded random order."""
+    df = read_manifest(manifest)
+    if "type" not in df.columns:
+        raise ValueError(f"{manifest}: no 'type' column; prepare MUSAN with the musan corpus adapter")
+    rows = df[df["type"] == kind].reset_index(drop=True)
+    length, out = int(seconds * SAMPLE_RATE), []
+    for i in rng.permutation(len(rows)):
+        wav = trim_silence(load_audio(rows["path"][i]))
+        if len(wav) < SFX_SECONDS[0] * SAMPLE_RATE:
+            continue
+        start = int(rng.integers(0, max(len(wav) - length, 0) + 1))
+        out.append((unit_rms(wav[start:start + length]), f"musan {rows['utt_id'][i]} from sample {start}"))
+        if len(out) == n:
+            return out
+    raise ValueError(f"{manifest}: {len(out)} MUSAN {kind} file(s) of at least {SFX_SECONDS[0]} s, {n} needed")
+
+
+def build_noise_bank(config: str, manifest: str, out: str, musan: str = "") -> None:
+    """Build the in-domain (coloured, babble) and out-of-domain (sfx, music) noise sources as one .npz.
+
+    With `musan` (a MUSAN manifest, config corpus.noise) the sfx and music sources are MUSAN noise and music."""
     seed = load_config(config)["seed"]
     makers = {
         "white": lambda rng, n: _coloured(rng, n, "white"),
         "pink": lambda rng, n: _coloured(rng, n, "pink"),
         "brown": lambda rng, n: _coloured(rng, n, "brown"),
         "babble": lambda rng, n: babble_sources(manifest, rng, n),
-        "sfx": sfx_sources,
-        "music": music_sources,
+        "sfx": (lambda rng, n: musan_sources(musan, "noise", rng, n, SFX_SECONDS[1])) if musan else sfx_sources,
+        "music": (lambda rng, n: musan_sources(musan, "music", rng, n, MUSIC_SECONDS)) if musan else music_sources,
     }
     arrays: dict[str, np.ndarray] = {}
-    meta: dict = {"seed": seed, "sample_rate": SAMPLE_RATE, "sources": {}}
+    meta: dict = {"seed": seed, "sample_rate": SAMPLE_RATE, "ood_origin": "musan" if musan else "debian",
+                  "sources": {}}
     types = [(f, t, n) for f, spec in NOISE_SOURCES.items() for t, n in spec.items()]
     for family, kind, n in tqdm(types, desc="noise-bank", unit="type"):
         rng = np.random.default_rng(stable_seed(seed, "noise", family, kind))

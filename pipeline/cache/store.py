@@ -8,10 +8,11 @@ DESIGN.md "Reading the cache fast"); compressed ones through the zarr API.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
-import struct
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,9 @@ from zarr.codecs import BytesCodec, ZstdCodec
 
 SHARD_BYTES = 64 << 20  # target size of one zarr shard file
 INNER_BYTES_COMPRESSED = 1 << 20  # inner chunk size when compressing (zarr API reads whole chunks)
+# Inner chunk size when uncompressed: zarr pads the store's last inner chunk to full size on disk, so this
+# bounds the padding (one 64 MB chunk per shard made small stores up to 64 MB larger: bench/README.md).
+INNER_BYTES = 1 << 20
 _EMPTY = 2**64 - 1
 
 
@@ -43,7 +47,7 @@ class StoreWriter:
         compression: str = "none",
     ) -> None:
         self.path = Path(path)
-        self.fingerprint = json.loads(json.dumps(fingerprint))
+        self.fingerprint = json.loads(json.dumps(fingerprint, sort_keys=True))  # bytes independent of key order
         self.dtype = np.dtype(dtype)
         self.compression = compression
         self.tmp = self.path.parent / f".{self.path.name}.tmp-{os.getpid()}"
@@ -66,30 +70,36 @@ class StoreWriter:
         """Append one utterance's rows (rows x trailing shape shared by all utterances)."""
         array = np.ascontiguousarray(array, dtype=self.dtype)
         if self._frames is None:
-            self._create(array.shape[1:])
+            try:
+                self._create(array.shape[1:])
+            except OSError as err:
+                raise self._write_failed(err) from err
         elif array.shape[1:] != self._frames.shape[1:]:
             raise CacheError(f"{self.path}: {key} has trailing shape {array.shape[1:]}, "
                              f"store has {self._frames.shape[1:]}")
-        if not np.isfinite(array).all():
+        if not _all_finite(array):
             raise CacheError(f"{self.path}: {key} has non-finite values (overflow in {self.dtype}?)")
         self.ids.append(key)
         self.offsets.append(self.offsets[-1] + array.shape[0])
         self._buf.append(array)
         self._buffered += array.shape[0]
-        while self._buffered >= self._shard_rows:
-            self._flush(self._shard_rows)
+        try:
+            while self._buffered >= self._shard_rows:
+                self._flush(self._shard_rows)
+        except OSError as err:
+            raise self._write_failed(err) from err
 
     def _create(self, trailing: tuple[int, ...]) -> None:
         row_bytes = int(np.prod(trailing, dtype=np.int64)) * self.dtype.itemsize
         self._shard_rows = max(1, SHARD_BYTES // row_bytes)
         if self.compression == "none":
-            inner, compressors = self._shard_rows, None
+            inner, compressors = min(self._shard_rows, max(1, INNER_BYTES // row_bytes)), None
         elif self.compression == "zstd":
             inner = min(self._shard_rows, max(1, INNER_BYTES_COMPRESSED // row_bytes))
             compressors = ZstdCodec(level=3)
-            self._shard_rows = (self._shard_rows // inner) * inner
         else:
             raise CacheError(f"unknown compression '{self.compression}' (known: none, zstd)")
+        self._shard_rows = (self._shard_rows // inner) * inner
         self._frames = self.root.create_array(
             "frames", shape=(0, *trailing), dtype=self.dtype, chunks=(inner, *trailing),
             shards=(self._shard_rows, *trailing), compressors=compressors,
@@ -107,7 +117,7 @@ class StoreWriter:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
+            self._discard()
             return
         try:
             if self._frames is None:
@@ -120,18 +130,65 @@ class StoreWriter:
                 shutil.rmtree(self.path)
             os.replace(self.tmp, self.path)
         except OSError as err:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            raise CacheError(f"{self.path}: write failed ({err}); the shard was not marked complete, "
-                             "free space and rerun") from err
+            self._discard()
+            raise self._write_failed(err) from err
         except BaseException:
-            shutil.rmtree(self.tmp, ignore_errors=True)
+            self._discard()
             raise
 
+    def _discard(self) -> None:
+        """Remove the temporary store. zarr may still finish writes it had in flight when one failed (its
+        gathered tasks outlive the first error), re-creating files, so remove until it stays gone."""
+        for _ in range(50):
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            time.sleep(0.02)
+            if not self.tmp.exists():
+                return
 
-def fingerprint_diff(found: dict[str, Any], expect: dict[str, Any]) -> list[str]:
-    """Keys of `expect` whose values differ in `found`, formatted for an error message."""
+    def _write_failed(self, err: OSError) -> CacheError:
+        """The error for a failed write (disk full, quota, I/O): says the shard was not marked complete."""
+        full = err.errno in (errno.ENOSPC, errno.EDQUOT)
+        what = "disk full" if full else "write failed"
+        todo = "free space (or point `results` at a larger disk)" if full else "fix the cause"
+        return CacheError(f"{self.path}: {what} while writing the shard ({err}); the shard was not marked "
+                          f"complete and its temporary directory {self.tmp.name} is removed: {todo} and rerun")
+
+
+# what a differing fingerprint key means, for the refusal message
+MEANING = {"sha256": "the upstream's weights", "layers": "the stored layers", "num_layers": "the stored layers",
+           "spec": "the upstream's config entry", "source": "where the weights come from",
+           "view_audio": "the audio the features were computed from", "plan_sha256": "the view recipe (plan)",
+           "banks_sha256": "the noise / room banks of the view", "view": "the view", "dtype": "the stored dtype",
+           "code_version": "the cache code version", "name": "the upstream", "upstream": "the upstream",
+           "kind": "the kind of producer"}
+
+
+def _all_finite(array: np.ndarray) -> bool:
+    """np.isfinite(array).all(), without numpy's slow float16 arithmetic: inf/nan have every exponent bit set."""
+    if array.dtype == np.float16:
+        return not ((array.view(np.uint16) & 0x7C00) == 0x7C00).any()
+    return bool(np.isfinite(array).all())
+
+
+def fingerprint_diff(found: dict[str, Any], expect: dict[str, Any], prefix: str = "") -> list[str]:
+    """Keys of `expect` whose values differ in `found` (nested dicts by dotted key), formatted for a message."""
     expect = json.loads(json.dumps(expect))
-    return [f"{k}: store has {found.get(k)!r}, expected {v!r}" for k, v in expect.items() if found.get(k) != v]
+    out = []
+    for k, v in expect.items():
+        have = found.get(k) if isinstance(found, dict) else None
+        if have == v:
+            continue
+        if isinstance(v, dict) and isinstance(have, dict):
+            out += fingerprint_diff(have, v, f"{prefix}{k}.")
+            continue
+        meaning = f" ({MEANING[k]})" if k in MEANING else ""
+        out.append(f"{prefix}{k}{meaning}: store has {_short(have)}, expected {_short(v)}")
+    return out
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 class Store:
@@ -150,8 +207,10 @@ class Store:
             diff = fingerprint_diff(self.fingerprint, expect)
             if diff:
                 raise CacheMismatchError(
-                    f"{self.path} was made for a different producer: " + "; ".join(diff)
-                    + ". Delete the store (or fix the config) and rerun to re-extract.")
+                    f"{self.path} was made by a different producer than the one asked for: " + "; ".join(diff)
+                    + ". Its contents would be silently wrong here: delete the store (or its whole "
+                    "cache/<upstream> folder) and rerun the workflow to re-extract, or fix the config "
+                    "if it changed by mistake.")
         self.ids: list[str] = attrs["utt_ids"]
         self.offsets = root["offsets"][:]
         self._frames = root["frames"]
@@ -181,9 +240,13 @@ class Store:
         srows = self._shard_rows
         s = start // srows
         if end > start and (end - 1) // srows == s:  # the common case: one shard file, zero copy
-            return self._shard(s)[start - s * srows:end - s * srows]
-        parts = [self._shard(s)[max(start - s * srows, 0):min(end - s * srows, srows)]
-                 for s in range(start // srows, (end - 1) // srows + 1)] if end > start else []
+            shard = self._shard(s)
+            return self._frames[start:end] if shard is None else shard[start - s * srows:end - s * srows]
+        shards = [self._shard(s) for s in range(start // srows, (end - 1) // srows + 1)] if end > start else []
+        if any(shard is None for shard in shards):
+            return self._frames[start:end]
+        parts = [shard[max(start - s * srows, 0):min(end - s * srows, srows)]
+                 for s, shard in enumerate(shards, start // srows)]
         if len(parts) == 1:
             return parts[0]
         return np.concatenate(parts, axis=0) if parts else np.zeros((0, *self.shape[1:]), self.dtype)
@@ -195,35 +258,51 @@ class Store:
             return None
         cfg = codecs[0]["configuration"]
         inner = cfg["codecs"]
+        shard_shape = meta["chunk_grid"]["configuration"]["chunk_shape"]
+        index = [c["name"] for c in cfg.get("index_codecs", [])]
         if (len(inner) != 1 or inner[0]["name"] != "bytes" or cfg.get("index_location", "end") != "end"
-                or cfg["chunk_shape"] != meta["chunk_grid"]["configuration"]["chunk_shape"]
+                or index != ["bytes", "crc32c"] or cfg["chunk_shape"][1:] != shard_shape[1:]
+                or shard_shape[0] % cfg["chunk_shape"][0]
                 or (self.dtype.itemsize > 1 and inner[0]["configuration"].get("endian") != "little")):
             return None
-        self._shard_rows = cfg["chunk_shape"][0]
+        self._shard_rows, self._inner_rows = shard_shape[0], cfg["chunk_shape"][0]
         return {}
 
-    def _shard(self, s: int) -> np.ndarray:
-        """Memmap of shard `s` (one inner chunk per shard: raw bytes at the index's offset)."""
+    def _shard(self, s: int) -> np.ndarray | None:
+        """Memmap of the rows of shard `s` inside the array, or None when its inner chunks are not stored
+        back to back in order (then the caller uses the zarr API).
+
+        The file holds the inner chunks' raw bytes, then an index of (offset, length) per inner chunk
+        and a CRC32C. zarr does not write inner chunks past the end of the array, nor all-zero ones
+        (offset 2^64 - 1; no file when the whole shard is zero): a 1 MB run of exact zeros inside real
+        data is the only way to get a gap, and such a shard is read through the zarr API.
+        """
         if s in self._maps:
             return self._maps[s]
         trailing = self.shape[1:]
-        rows = self._shard_rows
-        nbytes = rows * int(np.prod(trailing, dtype=np.int64)) * self.dtype.itemsize
+        n_inner = self._shard_rows // self._inner_rows
+        chunk_bytes = self._inner_rows * int(np.prod(trailing, dtype=np.int64)) * self.dtype.itemsize
+        needed = -(-min(self._shard_rows, self.shape[0] - s * self._shard_rows) // self._inner_rows)
         f = self.path / "frames" / "c" / str(s) / "/".join("0" * len(trailing))
         if len(trailing) == 0:
             f = self.path / "frames" / "c" / str(s)
-        if not f.exists():
-            arr = np.zeros((rows, *trailing), self.dtype)  # all fill value: zarr did not write it
-        else:
+        index = np.full((n_inner, 2), _EMPTY, np.uint64)
+        if f.exists():
             with open(f, "rb") as fh:
-                fh.seek(-20, os.SEEK_END)
-                offset, length = struct.unpack("<QQ", fh.read(16))
-            if offset == _EMPTY:
-                arr = np.zeros((rows, *trailing), self.dtype)
-            elif length != nbytes:
-                raise CacheError(f"{f}: shard holds {length} bytes, expected {nbytes}; the store is corrupt")
-            else:
-                arr = np.memmap(f, dtype=self.dtype.newbyteorder("<"), mode="r", offset=offset,
-                                shape=(rows, *trailing)).view(np.ndarray)
+                fh.seek(-(16 * n_inner + 4), os.SEEK_END)
+                index = np.frombuffer(fh.read(16 * n_inner), "<u8").reshape(n_inner, 2)
+        written = index[:, 0] != _EMPTY
+        bad = written & (index[:, 1] != chunk_bytes)
+        if bad.any():
+            raise CacheError(f"{f}: an inner chunk holds {int(index[bad][0, 1])} bytes, expected "
+                             f"{chunk_bytes}; the store is corrupt")
+        start = int(index[0, 0])
+        arr = None
+        if not written.any():
+            arr = np.zeros((needed * self._inner_rows, *trailing), self.dtype)  # all fill value
+        elif written[:needed].all() and not written[needed:].any() and np.array_equal(
+                index[:needed, 0], start + chunk_bytes * np.arange(needed, dtype=np.uint64)):
+            arr = np.memmap(f, dtype=self.dtype.newbyteorder("<"), mode="r", offset=start,
+                            shape=(needed * self._inner_rows, *trailing)).view(np.ndarray)
         self._maps[s] = arr
         return arr

@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.audio.io import SAMPLE_RATE, load_audio, write_wav
+from pipeline.audio.io import MIN_SAMPLES, SAMPLE_RATE, AudioError, load_audio, write_wav
 from pipeline.config import load_config
 from pipeline.corpus.manifest import write_manifest
+from pipeline.corpus.screen import AudioScreen
 from pipeline.corpus.synthetic import COLUMNS
 from pipeline.corpus.text import DIGITS, SILENCE, UNKNOWN, ipa_phones, normalise_text
 
@@ -95,8 +96,8 @@ def _row(name: str, text: str, keyword: str, family: str) -> dict[str, Any]:
     return {"utt_id": utt, "name": name, "text": text, "keyword": keyword, "family": family}
 
 
-def decode_g722(path: str | Path) -> np.ndarray:
-    """Decode one G.722 file to 16 kHz mono float32 with ffmpeg."""
+def decode_g722(path: str | Path, min_samples: int = 400) -> np.ndarray:
+    """Decode one G.722 file to 16 kHz mono float32 with ffmpeg; AudioError naming it if it cannot be used."""
     exe = shutil.which("ffmpeg")
     if exe is None:
         raise AsteriskError("ffmpeg not found (needed to decode G.722): run scripts/bootstrap.sh")
@@ -105,19 +106,26 @@ def decode_g722(path: str | Path) -> np.ndarray:
         proc = subprocess.run([exe, "-v", "error", "-nostdin", "-y", "-f", "g722", "-i", str(path),
                                "-ar", str(SAMPLE_RATE), "-ac", "1", str(out)], capture_output=True, text=True)
         if proc.returncode != 0:
-            raise AsteriskError(f"{path}: ffmpeg cannot decode it as G.722 ({proc.stderr.strip()[-200:]})")
-        return load_audio(out)
+            raise AudioError(f"{path}: ffmpeg cannot decode it as G.722 ({proc.stderr.strip()[-200:]}); "
+                             "reinstall asterisk-core-sounds-en-g722", "unreadable")
+        try:
+            return load_audio(out, min_samples=min_samples)
+        except AudioError as err:  # name the source file, not ffmpeg's temporary output
+            raise AudioError(str(err).replace(str(out), str(path)), err.reason) from err
 
 
 def prepare_asterisk(config: str, out_dir: str, manifest_out: str) -> None:
     """Decode the selected Asterisk prompts to out_dir/<utt_id>.wav and write their manifest (split test)."""
     cfg = load_config(config)
+    screen = AudioScreen(cfg["corpus"]["on_bad_audio"], manifest_out)
     rows = []
     if cfg["corpus"].get("real", {}).get("asterisk", True):
         if not SOUNDS.is_dir():
             raise AsteriskError(f"{SOUNDS} missing: apt-get install asterisk-core-sounds-en-g722")
         for p in select_prompts(parse_transcripts(transcript_file())):
-            wav = decode_g722(p["source"])
+            wav = screen.admit(p["utt_id"], p["source"], lambda p=p: decode_g722(p["source"], MIN_SAMPLES))
+            if wav is None:
+                continue
             path = Path(out_dir) / f"{p['utt_id']}.wav"
             write_wav(path, wav)
             rows.append({"utt_id": p["utt_id"], "path": str(path), "num_samples": len(wav),
@@ -126,5 +134,6 @@ def prepare_asterisk(config: str, out_dir: str, manifest_out: str) -> None:
                          "intent": "", "style": "", "family": p["family"]})
     else:
         log.info("corpus.real.asterisk is false: writing an empty manifest")
+    screen.write()
     write_manifest(pd.DataFrame(rows, columns=COLUMNS), manifest_out)
     log.info("asterisk: %d utterances -> %s", len(rows), manifest_out)

@@ -130,6 +130,16 @@ def _assign_voices_and_styles(
                        gain=gain * float(rng.uniform(0.6, 1.0)))
 
 
+def label_columns(synthetic: dict[str, Any]) -> set[str]:
+    """Label columns the synthetic corpus of config `corpus.synthetic` fills for at least one utterance.
+
+    Keyword clips start with the spoken class "zero" (text, keyword); commands carry text and intent;
+    sentences text; every spoken clip has phones and a style."""
+    spoken = synthetic["keyword"] > 0 or synthetic["command"] > 0 or synthetic["sentence"] > 0
+    return ({"text", "phones", "style"} if spoken else set()) | ({"keyword"} if synthetic["keyword"] > 0 else set()) \
+        | ({"intent"} if synthetic["command"] > 0 else set())
+
+
 def render(utt: Utterance, voices: dict[str, Voice], seed: int) -> np.ndarray:
     """The 16 kHz waveform of one planned utterance (TTS, or coloured noise for `_silence_`)."""
     if utt.keyword == SILENCE:

@@ -25,10 +25,11 @@ from tqdm import tqdm
 
 from pipeline.audio import noise, rir
 from pipeline.audio.distortions import Banks, apply_recipe, stable_seed
-from pipeline.audio.io import SAMPLE_RATE, load_audio
+from pipeline.audio.io import SAMPLE_RATE, AudioError, load_listed_audio
 from pipeline.cache.store import StoreWriter
 from pipeline.config import load_config
 from pipeline.corpus.manifest import read_manifest, shard_range
+from pipeline.corpus.screen import source_rate
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,8 @@ def render_view_shard(config: str, manifest: str, plan: str, shard: int, shards:
                       rir_bank: str = "", noise_bank: str = "") -> None:
     """Render this shard's utterances (all copies) into a view-audio store of 1-D float32 waveforms.
 
-    The clean view needs no banks: they are not read and `banks_sha256` is None.
+    The clean view needs no banks: they are not read and `banks_sha256` is None. Each file must be what
+    its manifest row says (pipeline/corpus/screen.py, point 2); otherwise nothing is written.
     """
     load_config(config)
     everything = read_manifest(manifest)
@@ -131,9 +133,15 @@ def render_view_shard(config: str, manifest: str, plan: str, shard: int, shards:
                    "banks_sha256": banks.sha256 if banks else None, "sample_rate": SAMPLE_RATE}
     recipes = {utt: list(g[["key", "recipe"]].itertuples(index=False)) for utt, g in df.groupby("utt_id")}
     with StoreWriter(out, fingerprint=fingerprint, dtype="float32") as writer:
-        for utt, path in tqdm(list(zip(utts["utt_id"], utts["path"], strict=True)),
-                              desc=f"render {view} {shard}/{shards}", unit="utt"):
-            clean = load_audio(path)
+        for row in tqdm(list(utts.itertuples(index=False)), desc=f"render {view} {shard}/{shards}", unit="utt"):
+            utt = row.utt_id
+            try:
+                clean = load_listed_audio(row.path, int(row.num_samples), source_rate(row))
+            except AudioError as err:
+                raise AudioError(f"{manifest}: utterance {utt}: {err}. Rendering trusts the manifest, so this stops "
+                                 "here: prepare the manifest again (`python -m pipeline screen-manifest` for one "
+                                 "written by hand), where corpus.on_bad_audio decides about bad files",
+                                 err.reason) from err
             for key, recipe in recipes[utt]:
                 writer.add(key, apply_recipe(clean, json.loads(recipe), banks))
     log.info("%s: %d utterances, %d copies", out, len(utts), len(df))

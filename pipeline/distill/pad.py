@@ -8,7 +8,9 @@ towards the attended vector. Granularities (token / word / phrase) are mixed wit
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -93,3 +95,35 @@ class GranularityMixture(nn.Module):
         w, log_w = self.weights(), self.logits.log_softmax(-1)
         entropy = -(w * log_w).sum()
         return (w * torch.stack(list(losses))).sum() - self.entropy_weight * entropy
+
+
+GRANULARITIES = ("token", "word", "phrase")
+
+
+def text_units(emb: Any, granularity: str, phrase_words: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """(U, D) unit embeddings and (U,) expected shares of the utterance (sum 1) at one granularity.
+
+    token: the word pieces; word: mean of each word's pieces; phrase: mean over runs of `phrase_words`
+    consecutive words. A unit's share is its character count (at least 1) over the transcript's, the prior
+    for where it sits in the speech. `emb` is a teachers.text.TextEmbedding (tokens, spans, words).
+    """
+    tokens, spans, words = np.asarray(emb.tokens, np.float32), np.asarray(emb.spans), np.asarray(emb.words)
+    if not len(tokens):
+        raise ValueError("a transcript with no tokens has no units")
+    chars = np.maximum(spans[:, 1] - spans[:, 0], 1).astype(np.float64)
+    if granularity == "token":
+        group = np.arange(len(tokens))
+    elif granularity == "word":
+        group = np.unique(words, return_inverse=True)[1]
+    elif granularity == "phrase":
+        if phrase_words < 1:
+            raise ValueError(f"phrase_words must be at least 1, got {phrase_words}")
+        group = np.unique(words, return_inverse=True)[1] // phrase_words
+    else:
+        raise ValueError(f"unknown granularity '{granularity}' (known: {list(GRANULARITIES)})")
+    n = int(group.max()) + 1
+    counts = np.bincount(group, minlength=n).astype(np.float32)
+    units = np.zeros((n, tokens.shape[1]), np.float32)
+    np.add.at(units, group, tokens)
+    shares = np.bincount(group, weights=chars, minlength=n)
+    return units / counts[:, None], (shares / shares.sum()).astype(np.float32)

@@ -16,8 +16,9 @@ from tqdm import tqdm
 from pipeline.cache.index import FeatureCache
 from pipeline.config import load_config
 from pipeline.corpus.manifest import read_manifest
-from pipeline.distill.data import DistillBatches
-from pipeline.distill.methods import build_method, get_method
+from pipeline.distill.data import ClusterIds, DistillBatches, DomainLabels, Extra, TextTargets
+from pipeline.distill.inputs import teacher_list
+from pipeline.distill.methods import MethodContext, Needs, build_method, get_method
 from pipeline.report.figures import plot_curve
 from pipeline.students.checkpoint import build_student, count_params, save_student
 from pipeline.teachers.registry import pick_device, relative_depth_layers
@@ -34,44 +35,153 @@ def lr_at(step: int, steps: int, peak: float, warmup: float) -> float:
 
 def _atomic_save(obj: dict, path: Path) -> None:
     tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed save (disk full) leaves the previous state and no partial file
 
 
-def train_student(config: str, student: str, manifest: str, audio: str, targets: str, out_dir: str,
-                  resume_dir: str = "results/.resume", threads: int = 0) -> None:
-    """Train config.students[student] from cached teacher targets; the teacher is never loaded."""
+def _resume_state(path: Path, job: dict, device: torch.device) -> dict | None:
+    """The saved training state at `path` if it belongs to this job (same student spec, seed and inputs)."""
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location=device, weights_only=False)
+    except Exception as err:  # unreadable (another torch version, a damaged disk): not worth failing the job
+        log.warning("%s: cannot read the resume state (%s); starting from step 0", path, err)
+        return None
+    if state.get("job") != job:
+        log.warning("%s was saved by another training job (the student's config, seed or inputs changed); "
+                    "starting from step 0", path)
+        return None
+    return state
+
+
+def open_sources(spec: dict, needs: Needs, audio: list[str], targets: list[str], plans: list[str], codebook: str,
+                 text: str, train_ids: list[str], crop_frames: int, seed: int) -> tuple[DistillBatches, MethodContext]:
+    """The batch source and the (student-independent) method context for one student, from cache files only."""
+    teachers = teacher_list(spec["teacher"])
+    audio_caches: dict[str, FeatureCache] = {}
+    for path in audio:
+        cache = FeatureCache.open(path, expect={"kind": "view_audio"})
+        view = cache.fingerprint.get("view") or spec["input_view"]
+        if view in audio_caches:
+            raise ValueError(f"{path}: a second view-audio index for view '{view}'; pass one index per view")
+        audio_caches[view] = cache
+    if spec["input_view"] not in audio_caches:
+        raise ValueError(f"no view-audio index of the input view '{spec['input_view']}' among {audio}")
+    mix = {spec["input_view"]: 1.0}
+    if needs.clean_prob > 0 and spec["input_view"] != "clean":
+        if "clean" not in audio_caches:
+            raise ValueError("this method mixes clean inputs (options.clean_prob): pass the clean view's audio index")
+        mix = {spec["input_view"]: 1.0 - needs.clean_prob, "clean": needs.clean_prob}
+    ctx = MethodContext(student_dim=0, teachers=teachers)
+    extras: list[Extra] = []
+    target_caches: list[FeatureCache] = []
+    cb = None
+    if needs.targets:
+        if len(targets) != len(teachers):
+            raise ValueError(f"{len(targets)} target indexes for teachers {teachers}; pass one per teacher, in order")
+        target_caches = [FeatureCache.open(p, expect={"name": t}) for t, p in zip(teachers, targets, strict=True)]
+    if needs.clusters:
+        from pipeline.distill.codebook import Codebook
+
+        cb = Codebook(codebook, expect={"teacher": teachers[0], "k": needs.clusters})
+        sha = target_caches[0].fingerprint.get("sha256") if target_caches else None
+        if sha and cb.fingerprint.get("teacher_sha256") not in (None, sha):
+            raise ValueError(f"{codebook} was fitted on other {teachers[0]} weights than {targets[0]}; refit it")
+        ctx.codebook = cb.centroids
+        extras.append(ClusterIds(cb))
+    if needs.layers == "codebook":
+        ctx.layers = [[cb.layer]]
+    else:
+        # a cache of chosen teacher layers (teachers.<t>.layers, e.g. [4, 8, 12]) is distilled layer for layer;
+        # a cache of all hidden states at DistilHuBERT's relative depths 1/3, 2/3, 1 (4, 8, 12 of 13)
+        ctx.layers = [list(range(c.fingerprint["num_layers"])) if "layers" in c.fingerprint
+                      else relative_depth_layers(c.fingerprint["num_layers"]) for c in target_caches]
+    ctx.target_dims = [[int(c.fingerprint["dim"])] * len(ls) for c, ls in zip(target_caches, ctx.layers,
+                                                                              strict=True)]
+    if needs.domains:
+        from pipeline.corpus.views import plan_view, read_view_plan
+
+        frames = {}
+        for path in plans:
+            df = read_view_plan(path)
+            frames[plan_view(df, path)] = df
+        missing = sorted(set(mix) - set(frames))
+        if missing:
+            raise ValueError(f"domain labels need the view plan of input view(s) {missing}; pass them with --plans")
+        labels = DomainLabels({v: frames[v] for v in mix}, needs.domains)
+        ctx.domains = labels.classes
+        extras.append(labels)
+    if needs.text:
+        from pipeline.teachers.text import TextStore
+
+        store = TextStore(text, expect={"name": teachers[0]})
+        ctx.text_dim = store.dim
+        extras.append(TextTargets(store, needs.text_units, needs.phrase_words))
+    batches = DistillBatches(audio_caches, target_caches, ctx.layers, train_ids,
+                             None if needs.whole_utterances else crop_frames, seed,
+                             distinct_copies=spec["input_view"] == spec["target_view"], extras=extras,
+                             input_mix=mix, target_view=spec["target_view"])
+    if needs.target_sample:
+        ctx.target_sample = batches.sample_targets(needs.target_sample, seed)
+    return batches, ctx
+
+
+def _save_artifacts(files: dict[str, dict[str, torch.Tensor]], out: Path) -> None:
+    from safetensors.torch import save_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name, tensors in files.items():
+        tmp = out / f".{name}.tmp"
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp)
+        os.replace(tmp, out / name)
+
+
+def train_student(config: str, student: str, manifest: str, audio: list[str], targets: list[str], out_dir: str,
+                  resume_dir: str = "results/.resume", threads: int = 0, plans: list[str] | None = None,
+                  codebook: str = "", text: str = "") -> None:
+    """Train config.students[student] from cached teacher targets; the teacher is never loaded.
+
+    audio: view-audio index(es), one per view the student hears; targets: one feature index per teacher of
+    the student (none for text-aligned students); plans, codebook, text: what the method's needs name.
+    """
     if threads:
         torch.set_num_threads(threads)
     cfg = load_config(config)
     spec = cfg["students"][student]
+    method_cls = get_method(spec["method"])
+    options = method_cls.resolve_options(spec.get("options"))
+    needs = method_cls.needs(options)
     train = {**DEFAULT_TRAIN, **spec.get("train", {})}
     seed = cfg["seed"]
     torch.manual_seed(seed)
     device = pick_device("auto")
 
-    target_cache = FeatureCache.open(targets, expect={"name": spec["teacher"]})
-    audio_cache = FeatureCache.open(audio, expect={"kind": "view_audio"})
-    n_states = target_cache.fingerprint["num_layers"]
-    layers = relative_depth_layers(n_states)  # over all hidden states, 0 = input: 4, 8, 12 of 13
-    dim = target_cache.fingerprint["dim"]
+    audio = [audio] if isinstance(audio, str) else list(audio)
+    targets = [targets] if isinstance(targets, str) else list(targets or [])
     train_ids = read_manifest(manifest).query("split == 'train'")["utt_id"].tolist()
     crop = int(train["crop_seconds"] * 50)
-    batches = DistillBatches(audio_cache, target_cache, layers, train_ids, crop, seed,
-                             distinct_copies=spec["input_view"] == spec["target_view"])
+    batches, ctx = open_sources(spec, needs, audio, targets, list(plans or []), codebook, text, train_ids, crop,
+                                seed)
+    layers = ctx.layers
 
-    model = build_student(get_method(spec["method"]).student, spec.get("arch", {})).to(device)
-    method = build_method(spec["method"], model.dim, [dim] * len(layers), spec.get("options")).to(device)
+    model = build_student(method_cls.student, spec.get("arch", {})).to(device)
+    ctx.student_dim = model.dim
+    method = build_method(spec["method"], ctx, options).to(device)
     params = list(model.parameters()) + list(method.parameters())
     opt = torch.optim.AdamW(params, lr=train["lr"])
-    log.info("%s: %d student params, targets %s layers %s, %d train utterances", student,
-             count_params(model), spec["teacher"], layers, len(batches.utts))
+    log.info("%s: %s, %d student params (+%d method), teachers %s layers %s, %d train utterances", student,
+             spec["method"], count_params(model), count_params(method), ctx.teachers, layers, len(batches.utts))
 
     state_path = Path(resume_dir) / f"{student}.pt"
     state_path.parent.mkdir(parents=True, exist_ok=True)
+    job = {"spec": spec, "seed": seed, "inputs": [manifest, audio, targets, list(plans or []), codebook, text]}
     start, curve, elapsed = 0, [], 0.0
-    if state_path.exists():
-        state = torch.load(state_path, map_location=device, weights_only=False)
+    state = _resume_state(state_path, job, device)
+    if state is not None:
         model.load_state_dict(state["model"])
         method.load_state_dict(state["method"])
         opt.load_state_dict(state["opt"])
@@ -91,12 +201,13 @@ def train_student(config: str, student: str, manifest: str, audio: str, targets:
         lr = lr_at(step, steps, train["lr"], train["warmup"])
         for group in opt.param_groups:
             group["lr"] = lr
-        wav, lengths, tgts = batches.next(train["batch_size"])
+        batch = batches.next(train["batch_size"]).to(device)
+        batch.progress = step / steps
         with autocast:
-            states, mask = model(wav.to(device), lengths.to(device))
-            frames = min(states[-1].shape[1], tgts[0].shape[1])
+            states, mask = model(batch.wav, batch.lengths)
+            frames = states[-1].shape[1] if batch.frames is None else min(states[-1].shape[1], batch.frames)
             states = [s[:, :frames] for s in states]
-            loss, logs = method(states, mask[:, :frames], [t[:, :frames].to(device) for t in tgts])
+            loss, logs = method(states, mask[:, :frames], batch.trim(frames))
         if not math.isfinite(loss.item()):
             raise FloatingPointError(f"{student}: loss became {loss.item()} at step {step}; lower train.lr")
         opt.zero_grad(set_to_none=True)
@@ -108,15 +219,19 @@ def train_student(config: str, student: str, manifest: str, audio: str, targets:
         if (step + 1) % ckpt_every == 0 and step + 1 < steps:
             _atomic_save({"model": model.state_dict(), "method": method.state_dict(), "opt": opt.state_dict(),
                           "data_rng": batches.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                          "step": step + 1, "curve": curve,
+                          "step": step + 1, "curve": curve, "job": job,
                           "elapsed": elapsed + time.perf_counter() - t0}, state_path)
     elapsed += time.perf_counter() - t0
 
     out = Path(out_dir)
-    meta = {"method": spec["method"], "teacher": spec["teacher"], "target_layers": layers,
-            "input_view": spec["input_view"], "target_view": spec["target_view"], "train": train,
-            "seed": seed, "train_seconds": round(elapsed, 1), "device": device.type}
+    target_layers = layers[0] if len(layers) == 1 else dict(zip(ctx.teachers, layers, strict=True)) if layers else []
+    meta = {"method": spec["method"], "teacher": spec["teacher"], "target_layers": target_layers,
+            "input_view": spec["input_view"], "target_view": spec["target_view"], "options": options,
+            "train": train, "seed": seed, "train_seconds": round(elapsed, 1), "device": device.type,
+            "steps_per_second": round(steps / max(elapsed, 1e-9), 3),
+            "method_params": count_params(method), "train_utterances": len(batches.utts), **method.metadata()}
     model.eval()
+    _save_artifacts(method.artifacts(), out)
     save_student(model, method.student, meta, out)
     _write_curve(curve, out, student)
     state_path.unlink(missing_ok=True)

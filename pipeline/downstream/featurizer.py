@@ -20,14 +20,18 @@ class WeightedSum(nn.Module):
         self.layer_norm = layer_norm
         self.weights = nn.Parameter(torch.zeros(num_layers))
 
-    def forward(self, states: torch.Tensor) -> torch.Tensor:
+    def forward(self, states: torch.Tensor, normalised: bool = False) -> torch.Tensor:
+        """Weighted sum of (..., L, D) states; `normalised` says `normalise` was already applied."""
         if states.shape[-2] != self.num_layers:
             raise ValueError(f"features have {states.shape[-2]} hidden states, featurizer expects "
                              f"{self.num_layers}; the head was trained on a different upstream")
-        states = states.float()
-        if self.layer_norm:
-            states = F.layer_norm(states, states.shape[-1:])
+        states = states.float() if normalised else self.normalise(states)
         return torch.einsum("...ld,l->...d", states, self.normalized())
+
+    def normalise(self, states: torch.Tensor) -> torch.Tensor:
+        """The parameter-free part: float32, per-frame layer norm of each hidden state if enabled."""
+        states = states.float()
+        return F.layer_norm(states, states.shape[-1:]) if self.layer_norm else states
 
     def normalized(self) -> torch.Tensor:
         """Softmax of the layer weights (sums to 1)."""

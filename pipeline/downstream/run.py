@@ -1,4 +1,9 @@
-"""Verbs `train-head` and `score`: fit a SUPERB-style head on a frozen upstream's cached features."""
+"""Verbs `train-head`, `score` and `evaluate`: SUPERB-style heads on a frozen upstream's cached features.
+
+Seeds: a head checkpoint holds one dev-selected run per seed (the config's `seeds`); a score JSON holds
+every seed's value under `per_seed` and their mean as `value` (sample std as `std` when there are
+several), so the report averages seeds without reading checkpoints.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,9 @@ import copy
 import json
 import logging
 import os
+import statistics
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +23,7 @@ from tqdm import tqdm
 
 from pipeline.config import load_config
 from pipeline.corpus.manifest import read_manifest
-from pipeline.downstream.data import (
-    batch_indices,
-    copies_by_utt,
-    labelled_rows,
-    load_states,
-    open_features,
-    pad,
-    predict,
-)
+from pipeline.downstream.data import Features, batch_indices, copies_by_utt, labelled_rows, pad, predict
 from pipeline.downstream.featurizer import WeightedSum
 from pipeline.downstream.heads import DownstreamModel
 from pipeline.downstream.tasks import Codec, Task, codec_from_state, get_task
@@ -31,57 +31,78 @@ from pipeline.downstream.tasks import Codec, Task, codec_from_state, get_task
 log = logging.getLogger(__name__)
 LAYER_NORM = True  # per-frame layer norm of each hidden state before the weighted sum (DESIGN.md)
 EVALS_PER_RUN = 20  # dev evaluations over a training run
+DEFAULTS = {"batch_size": 32, "seeds": [0]}
 
 
-def task_settings(config: str, task: str) -> dict[str, Any]:
-    """steps / lr / batch_size / seeds of `downstream.tasks.<task>` in the config file."""
-    tasks = load_config(config)["downstream"].get("tasks", {})
+def task_settings(config: str | dict[str, Any], task: str) -> dict[str, Any]:
+    """steps / lr / batch_size / seeds of `downstream.tasks.<task>` (a config file or a loaded config)."""
+    cfg = load_config(config) if isinstance(config, str | Path) else config
+    tasks = cfg["downstream"].get("tasks", {})
     if task not in tasks:
-        raise KeyError(f"{config}: downstream.tasks has no '{task}' entry; add one with steps, lr, "
-                       f"batch_size and seeds to train this task (configured: {sorted(tasks)})")
-    settings = tasks[task]
-    missing = [k for k in ("steps", "lr", "batch_size") if k not in settings]
+        raise KeyError(f"{config if isinstance(config, str) else 'config'}: downstream.tasks has no '{task}' "
+                       f"entry; add one with steps, lr, batch_size and seeds (configured: {sorted(tasks)})")
+    settings = {**DEFAULTS, **tasks[task]}
+    missing = [k for k in ("steps", "lr") if k not in settings]
     if missing:
-        raise KeyError(f"{config}: downstream.tasks.{task} lacks {missing}")
+        raise KeyError(f"downstream.tasks.{task} lacks {missing}")
     return settings
 
 
-def _training_keys(rows: pd.DataFrame, keys: set[str], split: str, features: str) -> list[str]:
+NORMALISE = WeightedSum(1, LAYER_NORM).normalise  # the featurizer's parameter-free part, applied at load
+
+
+@dataclass
+class Split:
+    """Normalised states and label strings of one labelled split."""
+
+    states: list[torch.Tensor]
+    labels: list[str]
+
+
+def _split(features: Features, df: pd.DataFrame, spec: Task, split: str, pool: bool) -> Split:
+    rows = labelled_rows(df, spec, split)
     wanted = [f"{u}@0" for u in rows["utt_id"]]
-    missing = [k for k in wanted if k not in keys]
+    missing = [k for k in wanted if k not in features.cache]
     if missing:
-        raise KeyError(f"{features}: {len(missing)} {split} utterance(s) lack clean features "
+        raise KeyError(f"{features.index}: {len(missing)} {split} utterance(s) lack clean features "
                        f"(e.g. {missing[:3]}); pass the index of the CLEAN view of the same corpus, "
                        "or re-run extraction")
     if not wanted:
-        raise ValueError(f"no labelled {split} utterances for this task; "
+        raise ValueError(f"no labelled {split} utterances for task '{spec.name}'; "
                          "check the manifest's split and label columns")
-    return wanted
+    states = features.states(wanted, pool, f"{spec.name} {split} features")
+    return Split(states, rows[spec.column].str.strip().tolist())
 
 
-def _fit(model: DownstreamModel, spec: Task, codec: Codec, train: list[torch.Tensor], targets: list[Any],
-         dev: list[torch.Tensor], dev_refs: list[str], settings: dict[str, Any], seed: int,
-         desc: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _pools(spec: Task) -> bool:
+    return bool(getattr(spec.make_head, "pools_linearly", False))
+
+
+def _fit(model: DownstreamModel, spec: Task, codec: Codec, train: Split, dev: Split, settings: dict[str, Any],
+         seed: int, desc: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The training loop: Adam on shuffled padded batches, dev metric every few steps; best state + curve."""
     steps, bs = int(settings["steps"]), int(settings["batch_size"])
     optimizer = torch.optim.Adam(model.parameters(), lr=float(settings["lr"]))
-    batches = batch_indices(len(train), bs, torch.Generator().manual_seed(seed))
+    lengths = [s.shape[0] for s in train.states]  # all 1 for pooled heads: plain shuffling
+    batches = batch_indices(len(lengths), bs, torch.Generator().manual_seed(seed),
+                            lengths if max(lengths) > 1 else None)
+    targets = [codec.encode(x) for x in train.labels]
     eval_every = max(1, steps // EVALS_PER_RUN)
     best: dict[str, Any] = {}
     curve: list[dict[str, Any]] = []
     losses: list[float] = []
-    progress = tqdm(range(1, steps + 1), desc=desc)
+    progress = tqdm(range(1, steps + 1), desc=desc, mininterval=5)
     for step in progress:
         model.train()
         idx = next(batches)
-        batch, mask = pad([train[i] for i in idx])
-        loss = codec.loss(model(batch, mask), mask, codec.collate([targets[i] for i in idx]))
+        batch, mask = pad([train.states[i] for i in idx])
+        loss = codec.loss(model(batch, mask, normalised=True), mask, codec.collate([targets[i] for i in idx]))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
         if step % eval_every == 0 or step == steps:
-            value = spec.score(dev_refs, predict(model, codec, dev, bs))
+            value = spec.score(dev.labels, predict(model, codec, dev.states, bs))
             curve.append({"step": step, "train_loss": sum(losses) / len(losses), f"dev_{spec.metric}": value})
             losses = []
             progress.set_postfix(loss=f"{curve[-1]['train_loss']:.3f}", dev=f"{value:.3f}")
@@ -90,111 +111,191 @@ def _fit(model: DownstreamModel, spec: Task, codec: Codec, train: list[torch.Ten
     return best, curve
 
 
-def train_head(config: str, task: str, upstream: str, features: str, manifest: str, out: str,
-               seed: int = 0) -> None:
-    """Train a weighted-sum + head on clean train features, keep the best dev checkpoint, save it to `out`."""
-    spec, settings = get_task(task), task_settings(config, task)
-    df = read_manifest(manifest)
-    cache = open_features(features, upstream)
-    keys = set(cache.keys)
-    train_rows, dev_rows = labelled_rows(df, spec, "train"), labelled_rows(df, spec, "dev")
-    train = load_states(cache, _training_keys(train_rows, keys, "train", features), "train features")
-    dev = load_states(cache, _training_keys(dev_rows, keys, "dev", features), "dev features")
-    train_labels = train_rows[spec.column].str.strip().tolist()
-    codec = spec.fit_codec(train_labels)
-    num_layers, dim = train[0].shape[1:]
-
-    torch.manual_seed(seed)
-    model = DownstreamModel(WeightedSum(num_layers, LAYER_NORM), spec.make_head(dim, codec.n_outputs))
-    targets = [codec.encode(x) for x in train_labels]
-    dev_refs = dev_rows[spec.column].str.strip().tolist()
-    best, curve = _fit(model, spec, codec, train, targets, dev, dev_refs, settings, seed,
-                       f"{task} head on {upstream}")
-    model.load_state_dict(best["model"])
-    checkpoint = {
-        "task": task, "upstream": upstream, "seed": seed, "lr": float(settings["lr"]),
-        "steps": int(settings["steps"]), "batch_size": int(settings["batch_size"]),
-        "num_layers": num_layers, "dim": dim, "layer_norm": LAYER_NORM, "codec": codec.state(),
-        "model": best["model"], "layer_weights": model.featurizer.layer_weights(), "best_step": best["step"],
-        "dev_metric": spec.metric, "dev_value": best["value"], "curve": curve, "n_train": len(train),
-        "n_dev": len(dev), "features": features, "manifest": manifest, "fingerprint": dict(cache.fingerprint),
-        "num_params": cache.fingerprint.get("num_params"),
+def _train(spec: Task, settings: dict[str, Any], upstream: str, features: Features, df: pd.DataFrame,
+           seeds: list[int]) -> dict[str, Any]:
+    """One dev-selected head per seed on the clean train split; the checkpoint dict (not yet saved)."""
+    pool = _pools(spec)
+    train, dev = _split(features, df, spec, "train", pool), _split(features, df, spec, "dev", pool)
+    codec = spec.fit_codec(train.labels)
+    num_layers, dim = train.states[0].shape[1:]
+    runs = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        model = DownstreamModel(WeightedSum(num_layers, LAYER_NORM), spec.make_head(dim, codec.n_outputs))
+        t0 = time.perf_counter()
+        best, curve = _fit(model, spec, codec, train, dev, settings, seed, f"{spec.name} head on {upstream} s{seed}")
+        model.load_state_dict(best["model"])
+        runs.append({"seed": seed, "model": best["model"], "layer_weights": model.featurizer.layer_weights(),
+                     "best_step": best["step"], "dev_value": best["value"], "curve": curve,
+                     "train_seconds": round(time.perf_counter() - t0, 2)})
+        log.info("%s/%s seed %d: best dev %s %.4f at step %d (%.1f s)", upstream, spec.name, seed, spec.metric,
+                 best["value"], best["step"], runs[-1]["train_seconds"])
+    return {
+        "task": spec.name, "upstream": upstream, "seeds": list(seeds), "lr": float(settings["lr"]),
+        "steps": int(settings["steps"]), "batch_size": int(settings["batch_size"]), "num_layers": num_layers,
+        "dim": dim, "layer_norm": LAYER_NORM, "codec": codec.state(), "runs": runs, "dev_metric": spec.metric,
+        "n_train": len(train.states), "n_dev": len(dev.states), "features": features.index,
+        "fingerprint": features.fingerprint, "num_params": features.fingerprint.get("num_params"),
     }
-    _save_atomic(checkpoint, Path(out))
-    _write_curve(curve, Path(out), f"{task} on {upstream} (seed {seed}, best step {best['step']})")
-    log.info("%s: best dev %s %.4f at step %d", out, spec.metric, best["value"], best["step"])
 
 
-def load_head(head: str, task: str, upstream: str) -> tuple[DownstreamModel, Any, dict[str, Any]]:
-    """Rebuild model and codec from a `train_head` checkpoint, checking it fits this task and upstream."""
+def train_head(config: str, task: str, upstream: str, features: str, manifest: str, out: str,
+               seeds: list[int] | None = None, threads: int = 0) -> None:
+    """Train weighted-sum + head on clean train features, one dev-selected run per seed; save it to `out`."""
+    _threads(threads)
+    spec, settings = get_task(task), task_settings(config, task)
+    ckpt = _train(spec, settings, upstream, Features(features, upstream, NORMALISE),
+                  read_manifest(manifest), list(seeds) if seeds else list(settings["seeds"]))
+    ckpt["manifest"] = manifest
+    _save_head(ckpt, Path(out))
+
+
+def load_head(head: str, task: str, upstream: str) -> tuple[list[tuple[int, DownstreamModel]], Codec, dict]:
+    """Rebuild every seed's model and the codec from a head checkpoint, checking it fits task and upstream."""
     if not Path(head).exists():
         raise FileNotFoundError(f"{head}: no head checkpoint; run `python -m pipeline train-head` first")
     ckpt = torch.load(head, map_location="cpu", weights_only=False)
     for key, want in (("task", task), ("upstream", upstream)):
-        if ckpt[key] != want:
-            raise ValueError(f"{head} was trained for {key} '{ckpt[key]}', not '{want}'; "
+        if ckpt.get(key) != want:
+            raise ValueError(f"{head} was trained for {key} '{ckpt.get(key)}', not '{want}'; "
                              "pass the matching head")
+    if "runs" not in ckpt:
+        raise ValueError(f"{head} predates per-seed head checkpoints; re-run `python -m pipeline train-head`")
+    return _models(ckpt, get_task(task)), codec_from_state(ckpt["codec"]), ckpt
+
+
+def _models(ckpt: dict[str, Any], spec: Task) -> list[tuple[int, DownstreamModel]]:
     codec = codec_from_state(ckpt["codec"])
-    spec = get_task(task)
-    model = DownstreamModel(WeightedSum(ckpt["num_layers"], ckpt["layer_norm"]),
-                            spec.make_head(ckpt["dim"], codec.n_outputs))
-    model.load_state_dict(ckpt["model"])
-    return model, codec, ckpt
+    models = []
+    for run in ckpt["runs"]:
+        model = DownstreamModel(WeightedSum(ckpt["num_layers"], ckpt["layer_norm"]),
+                                spec.make_head(ckpt["dim"], codec.n_outputs))
+        model.load_state_dict(run["model"])
+        models.append((run["seed"], model))
+    return models
 
 
-def score(config: str, task: str, upstream: str, condition: str, head: str, features: str, manifest: str,
-          out: str) -> None:
-    """Score a trained head on the test utterances (every copy) present in `features`; write one JSON."""
-    spec, settings = get_task(task), task_settings(config, task)
-    model, codec, ckpt = load_head(head, task, upstream)
-    cache = open_features(features, upstream)
-    rows = labelled_rows(read_manifest(manifest), spec, "test")
-    groups = copies_by_utt(cache.keys)
+def _score(spec: Task, settings: dict[str, Any], ckpt: dict[str, Any], head: str, condition: str,
+           features: Features, df: pd.DataFrame) -> dict[str, Any]:
+    """The score JSON of every seed's head on the test utterances (all copies) present in `features`."""
+    rows = labelled_rows(df, spec, "test")
+    groups = copies_by_utt(features.keys)
     present = rows[rows["utt_id"].isin(groups)]
     if present.empty:
-        raise ValueError(f"{features}: none of the {len(rows)} labelled test utterances of {manifest} have "
-                         "features; pass the index of this corpus and view")
+        raise ValueError(f"{features.index}: none of the {len(rows)} labelled test utterances have features; "
+                         "pass the index of this corpus and view")
     keys, refs = [], []
     for utt, label in zip(present["utt_id"], present[spec.column].str.strip(), strict=True):
         keys += groups[utt]
         refs += [label] * len(groups[utt])
-    states = load_states(cache, keys, f"{condition} test features")
+    states = features.states(keys, _pools(spec), f"{condition} test features")
     if tuple(states[0].shape[1:]) != (ckpt["num_layers"], ckpt["dim"]):
-        raise ValueError(f"{features} holds (layers, dim) {tuple(states[0].shape[1:])}, but {head} was "
-                         f"trained on {(ckpt['num_layers'], ckpt['dim'])}; pass features of '{upstream}'")
-    value = spec.score(refs, predict(model, codec, states, int(settings["batch_size"])))
+        raise ValueError(f"{features.index} holds (layers, dim) {tuple(states[0].shape[1:])}, but {head} was "
+                         f"trained on {(ckpt['num_layers'], ckpt['dim'])}; pass features of '{ckpt['upstream']}'")
+    codec = codec_from_state(ckpt["codec"])
+    per_seed = []
+    for (seed, model), run in zip(_models(ckpt, spec), ckpt["runs"], strict=True):
+        metrics = spec.metrics(refs, predict(model, codec, states, int(settings["batch_size"])))
+        per_seed.append({"seed": seed, "value": metrics[spec.metric], "metrics": metrics,
+                         "dev_value": run["dev_value"], "best_step": run["best_step"],
+                         "train_seconds": run.get("train_seconds"), "layer_weights": run["layer_weights"],
+                         "curve": run["curve"]})
+    values = [r["value"] for r in per_seed]
+    weights = torch.tensor([r["layer_weights"] for r in per_seed]).mean(dim=0).tolist()
     unseen = [r for r in refs if codec.encode(r) is None]
-    result = {
-        "upstream": upstream, "task": task, "condition": condition, "metric": spec.metric, "value": value,
-        "n": len(keys), "seeds": [ckpt["seed"]], "lr": ckpt["lr"], "steps": ckpt["steps"],
-        "num_params": cache.fingerprint.get("num_params", ckpt.get("num_params")),
-        "layer_weights": ckpt["layer_weights"],
-        "n_utterances": len(present), "n_without_features": len(rows) - len(present),
-        "unseen_labels": {"count": len(unseen), "labels": sorted(set(unseen)),
-                          "policy": "labels absent from the training vocabulary are counted wrong"},
-        "best_step": ckpt["best_step"], "dev_value": ckpt["dev_value"], "head": head, "features": features,
+    return {
+        "upstream": ckpt["upstream"], "task": spec.name, "condition": condition, "metric": spec.metric,
+        "value": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else None,
+        "seeds": [r["seed"] for r in per_seed],
+        "metrics": {m: statistics.fmean(r["metrics"][m] for r in per_seed) for m in per_seed[0]["metrics"]},
+        "higher_is_better": spec.higher_is_better, "n": len(keys), "n_utterances": len(present),
+        "n_without_features": len(rows) - len(present), "lr": ckpt["lr"], "steps": ckpt["steps"],
+        "batch_size": ckpt["batch_size"],
+        "num_params": features.fingerprint.get("num_params", ckpt.get("num_params")),
+        "layer_weights": weights, "per_seed": per_seed,
+        "unseen_labels": {"count": len(unseen), "labels": sorted(set(unseen))[:50],
+                          "policy": "labels (or tokens) absent from the training vocabulary are counted wrong"},
+        "head": head, "features": features.index,
     }
+
+
+def score(config: str, task: str, upstream: str, condition: str, head: str, features: str, manifest: str,
+          out: str, threads: int = 0) -> None:
+    """Score every seed of a trained head on the test utterances (every copy) in `features`; write one JSON."""
+    _threads(threads)
+    spec, settings = get_task(task), task_settings(config, task)
+    _, _, ckpt = load_head(head, task, upstream)
+    result = _score(spec, settings, ckpt, head, condition, Features(features, upstream, NORMALISE),
+                    read_manifest(manifest))
     _write_json_atomic(result, Path(out))
-    log.info("%s: %s %s on %s = %.4f (n=%d)", out, task, spec.metric, condition, value, len(keys))
+    log.info("%s: %s %s on %s = %.4f (n=%d)", out, task, spec.metric, condition, result["value"], result["n"])
 
 
-def _save_atomic(obj: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+def evaluate(config: str, upstream: str, tasks: list[str], threads: int = 1) -> None:
+    """Every configured task of one upstream in one process: train heads (all seeds) on the clean features of
+    the task's corpus, score them on every condition; paths from `pipeline.workflow.Layout` (as the rules
+    wire them).
+
+    Features are read and normalised once per (corpus, view) and shared by all tasks."""
+    from pipeline.workflow import Layout
+
+    _threads(threads)
+    cfg = load_config(config)
+    layout = Layout(cfg)
+    features: dict[tuple[str, str], Features] = {}
+    manifests: dict[str, pd.DataFrame] = {}
+
+    def feats(corpus: str, view: str) -> Features:
+        if (corpus, view) not in features:
+            features[corpus, view] = Features(layout.feature_index(upstream, corpus, view), upstream,
+                                              NORMALISE)
+        return features[corpus, view]
+
+    def manifest(corpus: str) -> pd.DataFrame:
+        if corpus not in manifests:
+            manifests[corpus] = read_manifest(layout.manifest(corpus))
+        return manifests[corpus]
+
+    for task in tasks:
+        spec, settings = get_task(task), task_settings(cfg, task)
+        head = layout.head(upstream, task)
+        ckpt = _train(spec, settings, upstream, feats(*layout.task_source(task, "clean")),
+                      manifest(layout.task_corpus(task)),
+                      list(settings["seeds"]))
+        ckpt["manifest"] = layout.manifest(layout.task_corpus(task))
+        _save_head(ckpt, Path(head))
+        for condition in layout.conditions(task):
+            corpus, view = layout.task_source(task, condition)
+            result = _score(spec, settings, ckpt, head, condition, feats(corpus, view), manifest(corpus))
+            _write_json_atomic(result, Path(layout.score(upstream, task, condition)))
+            log.info("%s %s %s on %s = %.4f", upstream, task, spec.metric, condition, result["value"])
+
+
+def _threads(threads: int) -> None:
+    if threads > 0:
+        torch.set_num_threads(threads)
+
+
+def _save_head(ckpt: dict[str, Any], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    torch.save(ckpt, tmp)
+    os.replace(tmp, out)
+    _write_curves(ckpt, out)
 
 
 def _write_json_atomic(obj: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    tmp.write_text(json.dumps(obj, indent=1) + "\n")
     os.replace(tmp, path)
 
 
-def _write_curve(curve: list[dict[str, Any]], out: Path, title: str) -> None:
+def _write_curves(ckpt: dict[str, Any], out: Path) -> None:
     from pipeline.report.figures import plot_curve
 
-    frame = pd.DataFrame(curve)
+    frame = pd.concat([pd.DataFrame(r["curve"]).assign(seed=r["seed"]) for r in ckpt["runs"]], ignore_index=True)
     frame.to_csv(out.with_suffix(".curve.tsv"), sep="\t", index=False)
-    plot_curve(frame, out.with_suffix(".curve.png"), title)
+    best = ", ".join(f"s{r['seed']}@{r['best_step']}" for r in ckpt["runs"])
+    plot_curve(frame, out.with_suffix(".curve.png"), f"{ckpt['task']} on {ckpt['upstream']} (best: {best})")
+

@@ -2,22 +2,24 @@
 
 A codec turns label strings into training targets and head logits back into label strings, so
 every metric compares strings and a label never seen in training is simply never predicted.
-Sequence tasks (PR, ASR) fit the same shape: a CTC codec (tokenize/collate/ctc loss/greedy
-decode), a frame-level head, and `error_rate` as the metric.
+Sequence tasks (PR, ASR) have the same shape: a CTC codec (tokenize, collate, CTC loss, greedy
+decode), a frame-level head, and `error_rate` as the metric (PER over space-separated phones, WER
+over words with CER beside it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.downstream.heads import PooledClassifier
-from pipeline.downstream.metrics import accuracy, slot_accuracy
+from pipeline.downstream.heads import BiLSTMCTC, FrameLinear, PooledClassifier
+from pipeline.downstream.metrics import accuracy, error_rate, slot_accuracy, tokenize
 
 
 class Codec(Protocol):
@@ -101,7 +103,59 @@ class SlotCodec:
         return {"kind": "slots", "slots": self.slots, "sep": self.sep}
 
 
-CODECS: dict[str, Callable[..., Codec]] = {"class": ClassCodec, "slots": SlotCodec}
+class CTCCodec:
+    """Token sequences for CTC: blank = 0, then the sorted training tokens; greedy decoding.
+
+    unit "phone": space-separated tokens (the manifest's espeak-ng IPA phones), decoded joined by spaces;
+    unit "char": characters of the whitespace-normalised text, the space being a token (word boundaries
+    are then recoverable for WER).
+    """
+
+    blank = 0
+
+    def __init__(self, tokens: Sequence[str], unit: str) -> None:
+        if unit not in ("phone", "char"):
+            raise ValueError(f"unknown CTC unit '{unit}' (known: phone, char)")
+        self.tokens, self.unit = list(tokens), unit
+        self.index = {t: i + 1 for i, t in enumerate(self.tokens)}
+        self.n_outputs = len(self.tokens) + 1
+
+    def split(self, label: str) -> list[str]:
+        return tokenize(label, "word" if self.unit == "phone" else "char")
+
+    @classmethod
+    def fit(cls, labels: Sequence[str], unit: str) -> CTCCodec:
+        return cls(sorted({t for label in labels for t in tokenize(label, "word" if unit == "phone" else "char")}),
+                   unit)
+
+    def encode(self, label: str) -> list[int] | None:
+        ids = [self.index.get(t) for t in self.split(label)]
+        return None if not ids or None in ids else ids
+
+    def collate(self, targets: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        flat = torch.tensor([i for t in targets for i in t], dtype=torch.long)
+        return flat, torch.tensor([len(t) for t in targets], dtype=torch.long)
+
+    def loss(self, logits: torch.Tensor, mask: torch.Tensor,
+             targets: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        log_probs = F.log_softmax(logits.float(), dim=-1).transpose(0, 1)  # (T, B, V)
+        flat, lengths = targets
+        return F.ctc_loss(log_probs, flat, mask.sum(dim=1), lengths, blank=self.blank, zero_infinity=True)
+
+    def decode(self, logits: torch.Tensor, mask: torch.Tensor) -> list[str]:
+        best = logits.argmax(dim=-1)
+        out = []
+        for ids, n in zip(best.tolist(), mask.sum(dim=1).tolist(), strict=True):
+            toks = [self.tokens[i - 1] for j, i in enumerate(ids[:n])
+                    if i != self.blank and (j == 0 or i != ids[j - 1])]  # merge repeats, then drop blanks
+            out.append(" ".join(toks) if self.unit == "phone" else " ".join("".join(toks).split()))
+        return out
+
+    def state(self) -> dict[str, Any]:
+        return {"kind": "ctc", "tokens": self.tokens, "unit": self.unit}
+
+
+CODECS: dict[str, Callable[..., Codec]] = {"class": ClassCodec, "slots": SlotCodec, "ctc": CTCCodec}
 
 
 def codec_from_state(state: dict[str, Any]) -> Codec:
@@ -124,13 +178,25 @@ class Task:
     metric: str
     score: Callable[[Sequence[str], Sequence[str]], float]
     higher_is_better: bool = True
+    extra: dict[str, Callable[[Sequence[str], Sequence[str]], float]] = field(default_factory=dict)
+    eval_families: tuple[str, ...] = ()  # dev/test rows of these manifest `family` values only (if the column exists)
+
+    def metrics(self, refs: Sequence[str], preds: Sequence[str]) -> dict[str, float]:
+        """The task's metric and its secondary ones (e.g. CER beside WER), by name."""
+        return {self.metric: self.score(refs, preds)} | {k: f(refs, preds) for k, f in self.extra.items()}
 
 
+SENTENCES = ("command", "sentence")  # PR/ASR are scored on phrases, not on isolated keywords / letters
 TASKS: dict[str, Task] = {
     "ks": Task("ks", "keyword", ClassCodec.fit, PooledClassifier, "acc", accuracy),
     "ic": Task("ic", "intent", SlotCodec.fit, PooledClassifier, "acc", slot_accuracy),
     "sid": Task("sid", "speaker", ClassCodec.fit, PooledClassifier, "acc", accuracy),
     "er": Task("er", "style", ClassCodec.fit, PooledClassifier, "acc", accuracy),
+    "pr": Task("pr", "phones", partial(CTCCodec.fit, unit="phone"), FrameLinear, "per",
+               partial(error_rate, unit="word"), higher_is_better=False, eval_families=SENTENCES),
+    "asr": Task("asr", "text", partial(CTCCodec.fit, unit="char"), BiLSTMCTC, "wer",
+                partial(error_rate, unit="word"), higher_is_better=False,
+                extra={"cer": partial(error_rate, unit="char")}, eval_families=SENTENCES),
 }
 
 

@@ -17,42 +17,146 @@ def _figure(**kwargs) -> Figure:
 
 
 def plot_curve(curve: pd.DataFrame, path: str | Path, title: str = "") -> None:
-    """Training loss and dev metric against step (the `.curve.png` beside a head checkpoint)."""
+    """Training loss and dev metric against step (the `.curve.png` beside a head checkpoint); one line per
+    seed when the frame has a `seed` column."""
     dev = [c for c in curve.columns if c.startswith("dev_")]
+    runs = list(curve.groupby("seed")) if "seed" in curve.columns else [(None, curve)]
     fig = _figure(figsize=(6, 3.5))
     ax = fig.subplots()
-    ax.plot(curve["step"], curve["train_loss"], color="tab:blue", label="train loss")
+    twin = ax.twinx() if dev else None  # distillation curves have no dev metric: no empty second axis
+    for i, (_, run) in enumerate(runs):
+        alpha = 1.0 if i == 0 else 0.5
+        ax.plot(run["step"], run["train_loss"], color="tab:blue", alpha=alpha, label="train loss")
+        for col in dev:
+            twin.plot(run["step"], run[col], color="tab:orange", marker="o", ms=3, alpha=alpha, label=col)
     ax.set_xlabel("step")
     ax.set_ylabel("train loss", color="tab:blue")
-    if dev:  # distillation curves have no dev metric: no empty second axis
-        twin = ax.twinx()
-        for col in dev:
-            twin.plot(curve["step"], curve[col], color="tab:orange", marker="o", ms=3, label=col)
+    if twin is not None:
         twin.set_ylabel(", ".join(dev), color="tab:orange")
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
 
+def _empty(path: str | Path, message: str) -> None:
+    fig = _figure(figsize=(5, 1.5))
+    fig.text(0.5, 0.5, message, ha="center", va="center", color="0.4")
+    fig.savefig(path, dpi=100)
+
+
 def robustness_figure(summary: pd.DataFrame, path: str | Path, tasks: list[str], conditions: list[str],
                       upstreams: list[str]) -> None:
     """Grouped bars: a panel per task, conditions on x, a bar per upstream (mean over seeds, std as error)."""
-    fig = _figure(figsize=(1.6 + 1.4 * len(conditions) * len(tasks), 3.6))
+    summary = summary[summary["primary"] & summary["upstream"].isin(upstreams)]
+    tasks = [t for t in tasks if t in set(summary["task"])]
+    if not tasks:
+        _empty(path, "no robustness scores in this run")
+        return
+    fig = _figure(figsize=(2.0 + 1.5 * len(conditions) * len(tasks), 4.2))
     axes = fig.subplots(1, len(tasks), squeeze=False)
     width = 0.8 / len(upstreams)
     for ax, task in zip(axes[0], tasks, strict=True):
         sub = summary[summary["task"] == task]
+        conds = [c for c in conditions if c in set(sub["condition"])]
         for j, up in enumerate(upstreams):
-            rows = sub[sub["upstream"] == up].set_index("condition").reindex(conditions)
-            x = np.arange(len(conditions)) + (j - (len(upstreams) - 1) / 2) * width
+            rows = sub[sub["upstream"] == up].set_index("condition").reindex(conds)
+            x = np.arange(len(conds)) + (j - (len(upstreams) - 1) / 2) * width
             yerr = rows["std"] * 100 if rows["std"].notna().any() else None
-            ax.bar(x, rows["value"] * 100, width, yerr=yerr, label=up, capsize=2)
+            ax.bar(x, rows["value"] * 100, width, yerr=yerr, label=up, capsize=2, color=_color(j))
         metric = sub["metric"].iloc[0]
-        ax.set_title(f"{task} ({metric})")
-        ax.set_xticks(np.arange(len(conditions)), conditions)
-        ax.set_xlim(-0.5, len(conditions) - 0.5)
+        ax.set_title(f"{task.upper()} ({metric}, {'lower' if metric in ('wer', 'per', 'cer') else 'higher'} is better)",
+                     fontsize=10)
+        ax.set_xticks(np.arange(len(conds)), conds)
+        ax.set_xlim(-0.5, len(conds) - 0.5)
         ax.set_ylabel(f"{metric} (%)")
         ax.grid(axis="y", alpha=0.3)
-    axes[0][-1].legend(fontsize=8, loc="lower right")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=min(len(upstreams), 6), frameon=False)
+    fig.tight_layout(rect=(0, 0.06 * (1 + (len(upstreams) - 1) // 6), 1, 1))
+    fig.savefig(path, dpi=110)
+
+
+def _color(i: int) -> tuple:
+    from matplotlib import colormaps
+
+    return colormaps["tab20"](i % 20)
+
+
+def head_curves_figure(curves: dict[str, dict[str, pd.DataFrame]], path: str | Path) -> None:
+    """Dev metric against head training step: a panel per task, a line per upstream (first seed)."""
+    tasks = list(curves)
+    if not tasks:
+        _empty(path, "no downstream heads in this run")
+        return
+    cols = min(3, len(tasks))
+    rows = (len(tasks) + cols - 1) // cols
+    fig = _figure(figsize=(5.0 * cols, 3.4 * rows + 0.6))
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    upstreams = list(dict.fromkeys(u for by_up in curves.values() for u in by_up))
+    for ax, task in zip(axes, tasks, strict=False):
+        for up, curve in curves[task].items():
+            dev = next(c for c in curve.columns if c.startswith("dev_"))
+            ax.plot(curve["step"], curve[dev] * 100, label=up, color=_color(upstreams.index(up)), lw=1.2)
+            ax.set_ylabel(f"{dev} (%)")
+        ax.set_title(task.upper(), fontsize=10)
+        ax.set_xlabel("head training step")
+        ax.grid(alpha=0.3)
+    for ax in axes[len(tasks):]:
+        ax.set_visible(False)
+    handles = [h for ax in axes[: len(tasks)] for h in ax.get_legend_handles_labels()[0]]
+    names = [n for ax in axes[: len(tasks)] for n in ax.get_legend_handles_labels()[1]]
+    unique = dict(zip(names, handles, strict=True))
+    fig.legend(list(unique.values()), list(unique), fontsize=8, loc="lower center", ncol=min(len(unique), 6),
+               frameon=False)
+    fig.tight_layout(rect=(0, 0.04 * (1 + (len(unique) - 1) // 6), 1, 1))
+    fig.savefig(path, dpi=100)
+
+
+def student_curves_figure(curves: dict[str, pd.DataFrame], path: str | Path) -> None:
+    """Distillation loss relative to its first logged value against step, one line per student (log scale)."""
+    if not curves:
+        _empty(path, "no students in this run")
+        return
+    fig = _figure(figsize=(8, 4.5))
+    ax = fig.subplots()
+    for i, (name, curve) in enumerate(curves.items()):
+        loss = curve["train_loss"].to_numpy(dtype=float)
+        smooth = pd.Series(loss).rolling(max(1, len(loss) // 20), min_periods=1).mean().to_numpy()
+        if len(loss) and np.isfinite(loss[0]) and abs(loss[0]) > 0:
+            ax.plot(curve["step"], smooth / abs(loss[0]), label=name, color=_color(i), lw=1.2)
+    ax.set_yscale("log")
+    ax.set_xlabel("distillation step")
+    ax.set_ylabel("training loss / first loss")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, ncol=2, loc="upper right")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=100)
+
+
+def layer_weights_figure(weights: dict[str, dict[str, list[float]]], path: str | Path) -> None:
+    """Heat maps of the learned softmax layer weights: a panel per task, upstreams x layer index."""
+    tasks = list(weights)
+    if not tasks:
+        _empty(path, "no downstream heads in this run")
+        return
+    cols = min(3, len(tasks))
+    rows = (len(tasks) + cols - 1) // cols
+    ups = max(len(w) for w in weights.values())
+    fig = _figure(figsize=(4.6 * cols, (0.28 * ups + 1.4) * rows))
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax, task in zip(axes, tasks, strict=False):
+        names = list(weights[task])
+        width = max(len(w) for w in weights[task].values())
+        grid = np.full((len(names), width), np.nan)
+        for i, name in enumerate(names):
+            grid[i, : len(weights[task][name])] = weights[task][name]
+        image = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=0, interpolation="nearest")
+        ax.set_yticks(range(len(names)), names, fontsize=7)
+        ax.set_xticks(range(width))
+        ax.set_xlabel("hidden state (0 = input of first layer)", fontsize=8)
+        ax.set_title(task.upper(), fontsize=10)
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.02)
+    for ax in axes[len(tasks):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)

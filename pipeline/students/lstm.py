@@ -29,8 +29,9 @@ class LSTMStudent(nn.Module):
     """Hidden states [projection, BiLSTM 1, ..., BiLSTM N], each (B, T, 2 * arch.dim), plus a frame mask.
 
     `dim` is the hidden-state width 2 * arch.dim (both directions concatenated); the projection maps the CNN
-    to that width so every state has one width. Sequences are packed by length, so padding never reaches
-    the valid frames through the backward direction. Dropout is applied to each BiLSTM's input only.
+    to that width so every state has one width. The front end's group norm takes statistics over each clip's
+    valid samples and sequences are packed by length, so padding never reaches the valid frames (through the
+    norm or the backward direction). Dropout is applied to each BiLSTM's input only.
     """
 
     def __init__(self, arch: LSTMArch) -> None:
@@ -52,7 +53,7 @@ class LSTMStudent(nn.Module):
         return self.arch.layers + 1
 
     def forward(self, wav: torch.Tensor, lengths: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        feats = scale_grad(self.frontend(wav), self.arch.cnn_grad_scale)
+        feats = scale_grad(self.frontend(wav, lengths), self.arch.cnn_grad_scale)
         mask = frame_mask(lengths, feats.shape[1])
         frames = mask.sum(1).cpu()
         x = self.proj(feats)

@@ -99,10 +99,23 @@ def _student(name: str, spec: dict[str, Any]) -> Upstream:
     return load_student(spec["checkpoint"])
 
 
+def _resemblyzer(name: str, spec: dict[str, Any]) -> Upstream:
+    from .resemblyzer import load_resemblyzer
+
+    return load_resemblyzer(path=spec.get("path"), name=name)
+
+
+def _text(name: str, spec: dict[str, Any]) -> Upstream:
+    raise ValueError(f"teacher '{name}' is a text teacher (kind 'text'): it embeds transcripts "
+                     "(python -m pipeline embed-text), not audio, so it has no hidden states to extract")
+
+
 LOADERS: dict[str, Callable[[str, dict[str, Any]], Upstream]] = {
     "whisper_ct2": _whisper_ct2,
     "hf": _hf,
     "student": _student,
+    "resemblyzer": _resemblyzer,
+    "text": _text,
 }
 
 

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline.distill.data import Batch
 from pipeline.distill.losses import l1_cosine, masked_mean, normalize_targets
-from pipeline.distill.methods import METHODS, DistilHuBERT, build_method, get_method
+from pipeline.distill.methods import METHODS, DistilHuBERT, MethodContext, build_method, get_method
 
 
 def _reference(pred, target, mask, lam=1.0):
@@ -86,14 +87,14 @@ def test_method_registry_and_heads():
     assert get_method("distilhubert") is DistilHuBERT is METHODS["distilhubert"]
     with pytest.raises(KeyError, match="distilhubert"):
         get_method("nope")
-    method = build_method("distilhubert", 16, [8, 8, 12], {"cos_weight": 0.5})
+    method = build_method("distilhubert", MethodContext(16, [[8, 8, 12]]), {"cos_weight": 0.5})
     assert len(method.heads) == 3 and method.cos_weight == 0.5
     torch.manual_seed(0)
     states = [torch.randn(2, 5, 16) for _ in range(3)]
     mask = torch.ones(2, 5, dtype=torch.bool)
     mask[0, 3:] = False
     targets = [torch.randn(2, 5, d) * 4 + 2 for d in (8, 8, 12)]
-    total, logs = method(states, mask, targets)
+    total, logs = method(states, mask, Batch(torch.zeros(2, 1), torch.ones(2), targets=[targets]))
     # the method loss is the sum of per-head losses on the last state against normalised targets
     want = 0.0
     for head, t in zip(method.heads, targets, strict=True):

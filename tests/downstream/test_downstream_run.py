@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from fake_cache import FINGERPRINT, write_features
 
-from pipeline.cache.index import build_index
-from pipeline.cache.store import CacheMismatchError, StoreWriter
+from pipeline.cache.store import CacheMismatchError
 from pipeline.corpus.manifest import write_manifest
 from pipeline.downstream.run import score, train_head
 
@@ -21,21 +21,6 @@ KEYWORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven"]
 SLOTS = [["activate", "deactivate", "bring"], ["lights", "music"], ["kitchen", "none"]]
 INTENTS = ["|".join(c) for c in itertools.product(*SLOTS)]
 LAYERS, DIM, SIGNAL_LAYER = 3, 16, 1
-FINGERPRINT = {"upstream": "fake", "num_params": 1234567}
-
-
-def write_features(path: Path, arrays: dict[str, np.ndarray], shards: int = 2) -> str:
-    """Write arrays into `shards` stores and an index TSV listing them; return the index path."""
-    keys = sorted(arrays)
-    paths = []
-    for s in range(shards):
-        store = path / f"shard{s}.zarr"
-        with StoreWriter(store, FINGERPRINT) as writer:
-            for k in keys[s::shards]:
-                writer.add(k, arrays[k])
-        paths.append(str(store))
-    build_index(paths, str(path / "index.tsv"))
-    return str(path / "index.tsv")
 
 
 def make_corpus(tmp: Path, signal: bool, seed: int = 0) -> tuple[str, str, pd.DataFrame]:
@@ -80,17 +65,17 @@ def planted(tmp_path_factory) -> tuple[str, str, pd.DataFrame]:
 def ks_head(tmp_path_factory, config, planted) -> str:
     manifest, features, _ = planted
     out = tmp_path_factory.mktemp("head") / "ks.pt"
-    train_head(config, "ks", "fake", features, manifest, str(out), seed=0)
+    train_head(config, "ks", "fake", features, manifest, str(out), seeds=[0])
     return str(out)
 
 
 def test_ks_learns_planted_signal(tmp_path, config, planted, ks_head):
     manifest, features, _ = planted
     ckpt = torch.load(ks_head, weights_only=False)
-    assert ckpt["dev_value"] > 0.9 and ckpt["codec"]["vocab"] == sorted(KEYWORDS)
-    assert int(np.argmax(ckpt["layer_weights"])) == SIGNAL_LAYER
+    assert ckpt["runs"][0]["dev_value"] > 0.9 and ckpt["codec"]["vocab"] == sorted(KEYWORDS)
+    assert int(np.argmax(ckpt["runs"][0]["layer_weights"])) == SIGNAL_LAYER
     curve = pd.read_csv(ks_head.replace(".pt", ".curve.tsv"), sep="\t")
-    assert list(curve.columns) == ["step", "train_loss", "dev_acc"] and curve["step"].iloc[-1] == 150
+    assert list(curve.columns) == ["step", "train_loss", "dev_acc", "seed"] and curve["step"].iloc[-1] == 150
     assert Path(ks_head.replace(".pt", ".curve.png")).stat().st_size > 0
     score(config, "ks", "fake", "clean", ks_head, features, manifest, str(tmp_path / "s.json"))
     result = json.loads((tmp_path / "s.json").read_text())
@@ -104,7 +89,7 @@ def test_ks_learns_planted_signal(tmp_path, config, planted, ks_head):
 def test_ic_learns_planted_signal(tmp_path, config, planted):
     manifest, features, _ = planted
     head = str(tmp_path / "ic.pt")
-    train_head(config, "ic", "fake", features, manifest, head, seed=1)
+    train_head(config, "ic", "fake", features, manifest, head, seeds=[1])
     score(config, "ic", "fake", "clean", head, features, manifest, str(tmp_path / "s.json"))
     result = json.loads((tmp_path / "s.json").read_text())
     assert result["value"] > 0.9 and result["n"] == len(INTENTS) * 4
@@ -120,11 +105,11 @@ def test_noise_stays_near_chance(tmp_path, config):
 
 def test_same_seed_same_head(tmp_path, config, planted, ks_head):
     manifest, features, _ = planted
-    train_head(config, "ks", "fake", features, manifest, str(tmp_path / "again.pt"), seed=0)
+    train_head(config, "ks", "fake", features, manifest, str(tmp_path / "again.pt"), seeds=[0])
     a, b = torch.load(ks_head, weights_only=False), torch.load(tmp_path / "again.pt", weights_only=False)
-    assert a["curve"] == b["curve"]
-    for name, tensor in a["model"].items():
-        torch.testing.assert_close(tensor, b["model"][name], rtol=0, atol=0)
+    assert a["runs"][0]["curve"] == b["runs"][0]["curve"]
+    for name, tensor in a["runs"][0]["model"].items():
+        torch.testing.assert_close(tensor, b["runs"][0]["model"][name], rtol=0, atol=0)
 
 
 def test_score_counts_every_distorted_copy(tmp_path, config, planted, ks_head):
@@ -164,5 +149,5 @@ def test_errors_name_the_problem(tmp_path, config, planted, ks_head):
         score(config, "ic", "fake", "clean", ks_head, features, manifest, str(tmp_path / "s.json"))
     with pytest.raises(ValueError, match="trained for upstream 'fake', not 'other'"):
         score(config, "ks", "other", "clean", ks_head, features, manifest, str(tmp_path / "s.json"))
-    with pytest.raises(CacheMismatchError, match="upstream: store has 'fake', expected 'other'"):
+    with pytest.raises(CacheMismatchError, match="store has 'fake', expected 'other'"):
         train_head(config, "ks", "other", features, manifest, str(tmp_path / "x.pt"))

@@ -27,3 +27,29 @@ def test_every_registered_task_builds_a_model():
         model = DownstreamModel(WeightedSum(3), task.make_head(16, 7))
         out = model(torch.randn(2, 5, 3, 16), torch.ones(2, 5, dtype=torch.bool))
         assert out.shape[0] == 2 and out.shape[-1] == 7
+
+
+def test_bilstm_head_equals_a_packed_bidirectional_lstm():
+    """Each direction is its own LSTM reading reversed-within-length sequences: same numbers as torch's packed
+    BiLSTM with the same weights, and padding never changes a valid frame."""
+    from pipeline.downstream.heads import BiLSTMCTC
+
+    torch.manual_seed(0)
+    head = BiLSTMCTC(dim=6, n_out=5, hidden=4, proj=3, dropout=0.0).eval()
+    reference = torch.nn.LSTM(3, 4, num_layers=2, bidirectional=True, batch_first=True)
+    with torch.no_grad():
+        for layer in range(2):
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                getattr(head.forward_lstms[layer], f"{name}_l0").copy_(getattr(reference, f"{name}_l{layer}"))
+                getattr(head.backward_lstms[layer], f"{name}_l0").copy_(getattr(reference, f"{name}_l{layer}_reverse"))
+    x = torch.randn(3, 9, 6)
+    lengths = torch.tensor([9, 4, 6])
+    mask = torch.arange(9) < lengths.unsqueeze(1)
+    packed = torch.nn.utils.rnn.pack_padded_sequence(head.proj(x), lengths, batch_first=True, enforce_sorted=False)
+    states, _ = torch.nn.utils.rnn.pad_packed_sequence(reference(packed)[0], batch_first=True, total_length=9)
+    got = head.bilstm(head.proj(x), mask)
+    torch.testing.assert_close(got[mask], states[mask])
+    full = head(x, mask)
+    alone = head(x[1:2, :4], torch.ones(1, 4, dtype=torch.bool))
+    torch.testing.assert_close(alone[0], full[1, :4])
+    assert full.shape == (3, 9, 5)

@@ -1,7 +1,6 @@
 """LSTM student (arXiv 2309.09920): the TransformerStudent contract, padding invariance, parameter count."""
 
 import torch
-from torch import nn
 
 from pipeline.students.checkpoint import count_params
 from pipeline.students.frontend import conv_frames
@@ -28,9 +27,6 @@ def test_shapes_mask_and_contract():
 def test_padding_does_not_change_valid_outputs_of_the_shorter_clip():
     torch.manual_seed(1)
     model = LSTMStudent(SMALL).eval()
-    # the shared CNN's first GroupNorm normalises over time, padding included (as in wav2vec 2.0 / HuBERT);
-    # drop it so the test isolates what this module owns: the recurrent stack must respect lengths
-    model.frontend.layers[0][1] = nn.Identity()
     short, long = torch.randn(4000), torch.randn(6400)
     alone, _ = model(short[None], torch.tensor([4000]))
     batch = torch.stack([torch.cat([short, torch.randn(2400)]), long])

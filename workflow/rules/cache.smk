@@ -17,6 +17,7 @@ rule extract_teacher:
         runtime=240,
     params:
         config=CONFIG_FILE,
+        spec=lambda w: config["teachers"][w.teacher],  # editing the teacher's entry reruns its extraction
     conda:
         "../../envs/pipeline.yaml"
     shell:
@@ -49,8 +50,9 @@ rule extract_student:
 
 
 rule index_features:
+    localrule: True
     input:
-        lambda w: [L.feature_store(w.upstream, w.corpus, w.view, i) for i in range(L.shards)],
+        lambda w: [L.feature_store(w.upstream, w.corpus, w.view, i) for i in range(L.num_shards(w.corpus))],
     output:
         L.feature_index("{upstream}", "{corpus}", "{view}"),
     log:

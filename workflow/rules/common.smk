@@ -1,7 +1,9 @@
 # Config validation, wildcard constraints and input functions shared by the stage files.
 import os
+from functools import partial
 
 from pipeline.config import validate_config
+from pipeline.distill.inputs import student_input_files, train_flags
 from pipeline.workflow import CONDITIONS, REPORT_FILES, Layout
 
 validate_config(config)
@@ -24,18 +26,34 @@ def all_outputs():
     return L.all_outputs()
 
 
-def condition_index(wildcards):
-    corpus, view = CONDITIONS[wildcards.condition]
-    return {"features": L.feature_index(wildcards.upstream, corpus, view), "manifest": L.manifest(corpus)}
+def evaluate_inputs(upstream, wildcards):
+    """Each task corpus's clean features (training) and the features and manifest of every scored condition."""
+    tasks = L.evaluations()[upstream]
+    views = {L.task_source(t, c) for t in tasks for c in ["clean", *L.conditions(t)]}
+    return {"features": sorted(L.feature_index(upstream, corpus, view) for corpus, view in views),
+            "manifests": sorted({L.manifest(corpus) for corpus, _ in views})}
+
+
+def report_output(name):
+    """A report file, flagged for `snakemake --report` (tables as HTML pages, figures as PNGs; captions in
+    workflow/report/, paths relative to workflow/rules/report.smk)."""
+    stem, ext = os.path.splitext(name)
+    if ext == ".html":
+        return report(L.report(name), caption=f"../report/{stem}.rst", category="Tables", labels={"table": stem})
+    if ext == ".png":
+        return report(L.report(name), caption=f"../report/figure_{stem}.rst", category="Figures",
+                      labels={"figure": stem})
+    return L.report(name)
 
 
 def student_inputs(wildcards):
-    spec = config["students"][wildcards.student]
-    return {
-        "manifest": L.manifest("synthetic"),
-        "audio": L.view_index("synthetic", spec["input_view"]),
-        "targets": L.feature_index(spec["teacher"], "synthetic", spec["target_view"]),
-    }
+    """What train-student reads for this student, by its method's needs (pipeline/distill/inputs.py)."""
+    return student_input_files(config, L, wildcards.student)
+
+
+def student_flags(wildcards):
+    """The train-student flags naming those files."""
+    return train_flags(student_input_files(config, L, wildcards.student))
 
 
 def view_banks(wildcards):

@@ -22,7 +22,7 @@ rule rir_bank:
 
 rule noise_bank:
     input:
-        L.manifest("synthetic"),
+        **L.noise_inputs(),
     output:
         L.bank("noise"),
     log:
@@ -35,13 +35,16 @@ rule noise_bank:
         runtime=30,
     params:
         config=CONFIG_FILE,
+        musan=lambda w, input: f"--musan {input.musan}" if "musan" in input.keys() else "",
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline noise-bank --config {params.config} --manifest {input} --out {output} 2> {log}"
+        "python -m pipeline noise-bank --config {params.config} --manifest {input.babble} {params.musan} "
+        "--out {output} 2> {log}"
 
 
 rule view_plan:
+    localrule: True
     input:
         lambda w: L.manifest(w.corpus),
     output:
@@ -70,7 +73,7 @@ rule render_view:
         f"{L.root}/benchmarks/render_view/{{corpus}}-{{view}}-{{shard}}.tsv"
     params:
         config=CONFIG_FILE,
-        shards=L.shards,
+        shards=lambda w: L.num_shards(w.corpus),
         banks=lambda w: "" if w.view == "clean" else f"--rir-bank {L.bank('rir')} --noise-bank {L.bank('noise')}",
     threads: 1
     resources:
@@ -84,8 +87,9 @@ rule render_view:
 
 
 rule index_view:
+    localrule: True
     input:
-        lambda w: [L.view_store(w.corpus, w.view, i) for i in range(L.shards)],
+        lambda w: [L.view_store(w.corpus, w.view, i) for i in range(L.num_shards(w.corpus))],
     output:
         L.view_index("{corpus}", "{view}"),
     log:
