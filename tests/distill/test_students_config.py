@@ -72,3 +72,15 @@ def test_input_files_follow_each_method():
     flags = train_flags(files["dann"])
     assert flags.startswith("--manifest ") and " --plans " in flags and "--codebook" not in flags
     assert train_flags(files["pad"]).split(" --text ")[0].endswith("--targets")  # an empty list: no teacher cache
+
+
+def test_shipped_lstm_student_is_smaller_than_the_transformer_students():
+    from pipeline.distill.methods import get_method
+    from pipeline.students.checkpoint import build_student, count_params
+
+    cfg = validate_config(_cfg())
+    sizes = {n: count_params(build_student(get_method(s["method"]).student, s["arch"]))
+             for n, s in cfg["students"].items()}
+    transformer = {sizes[n] for n, s in cfg["students"].items() if get_method(s["method"]).student == "transformer"}
+    assert len(transformer) == 1  # one architecture for every transformer student: comparable rows
+    assert sizes["lstm_kd"] == sizes["lstm_dkd"] < min(transformer)

@@ -113,7 +113,7 @@ def test_second_student_adds_no_extraction_job(run: Path) -> None:
     config["students"]["stu2"] = {**config["students"]["stu"], "arch": {**config["students"]["stu"]["arch"],
                                                                         "dim": 48}}
     (run / "config2.yaml").write_text(yaml.safe_dump(config))
-    dry = snakemake(run, "-n", "--configfile", str(run / "config2.yaml"), "all").stdout
+    dry = snakemake(run, "-n", "all", "--configfile", str(run / "config2.yaml")).stdout  # takes nargs
     counts = job_counts(dry)
     assert counts.get("train_student") == 1, counts
     assert "extract_teacher" not in counts, counts
