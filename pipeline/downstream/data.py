@@ -23,14 +23,16 @@ def open_features(index: str, upstream: str) -> Any:
 def labelled_rows(manifest: pd.DataFrame, task: Task, split: str) -> pd.DataFrame:
     """Rows of `split` with a non-empty label for the task (others do not take part in it).
 
-    Dev and test rows are further limited to the task's `eval_families` when the manifest has a `family`
-    column (PR/ASR are scored on phrases; isolated keywords still help train them)."""
+    Dev and test rows are further limited to the task's `eval_families` when the manifest's `family` column
+    uses them (PR/ASR are scored on phrases; isolated keywords still help train them); a corpus without
+    those families (e.g. LibriSpeech) is scored on all its labelled rows."""
     if task.column not in manifest.columns:
         raise KeyError(f"manifest has no '{task.column}' column, needed by task '{task.name}'")
     rows = manifest[manifest["split"] == split]
     rows = rows[rows[task.column].astype(str).str.strip() != ""]
     if split != "train" and task.eval_families and "family" in rows.columns:
-        rows = rows[rows["family"].isin(task.eval_families)]
+        chosen = rows["family"].isin(task.eval_families)
+        rows = rows[chosen] if chosen.any() else rows
     return rows
 
 

@@ -73,11 +73,11 @@ class Table:
         self.sections.append(section)
 
     def mark_best(self, key: str, lower: bool) -> None:
-        """Bold the best value of a column (ties all bold); needs two or more numbers to compare."""
+        """Bold the best value of a column (ties all bold); needs two or more different numbers to compare."""
         j = [c.key for c in self.columns].index(key)
         values = [(i, row[j].numeric()) for i, row in enumerate(self.rows)]
         values = [(i, v) for i, v in values if v is not None]
-        if len(values) < 2:
+        if len({v for _, v in values}) < 2:
             return
         top = min(v for _, v in values) if lower else max(v for _, v in values)
         for i, v in values:

@@ -59,6 +59,8 @@ def test_eval_families_limit_dev_and_test_rows_only():
     assert labelled_rows(df, spec, "test")["utt_id"].tolist() == ["u3"]
     assert len(labelled_rows(df, spec, "dev")) == 1
     assert len(labelled_rows(df.drop(columns="family"), spec, "test")) == 2  # no family column: all rows
+    other = df.assign(family="librispeech")
+    assert len(labelled_rows(other, spec, "test")) == 2  # families of another corpus: all rows
 
 
 def _tree(root: Path) -> dict:
