@@ -1,7 +1,7 @@
 """Benchmark 1 (cached vs online distillation) and 3b (time the trainer is blocked on the data loader).
 
-The same student (the default config's transformer student) takes training steps on the same
-sequence of batches (8 frame-aligned 2 s crops, two DistillBatches with one seed) in two ways:
+The same student (the default config's `distilhubert`, as the default run trains it) takes training steps on the same
+sequence of batches (its batch of frame-aligned crops, two DistillBatches with one seed) in two ways:
 - cached: the batch comes from pipeline.distill.data.DistillBatches over a view-audio store and a
   teacher cache written by the real extract_shard (the loader's time is inside the step);
 - online: the batch's audio is already in memory (no I/O charged to this side) and the teacher
@@ -24,8 +24,10 @@ import torch
 from bench.harness import SAMPLE_RATE, Clock, Sample, Teacher, evict, interleave, rate_ratio, summarise
 from pipeline.cache.index import FeatureCache
 from pipeline.cache.store import Store
+from pipeline.config import load_config
 from pipeline.distill.data import Batch, DistillBatches
 from pipeline.distill.methods import MethodContext, build_method
+from pipeline.distill.train import DEFAULT_TRAIN
 from pipeline.students.checkpoint import build_student, count_params
 from pipeline.teachers.registry import relative_depth_layers
 
@@ -35,12 +37,19 @@ LR = 5e-4
 
 @dataclass(frozen=True)
 class StudentSpec:
-    """Student architecture and batch shape; the defaults are config.yaml's students.distilhubert_tiny."""
+    """Student architecture and batch shape (`from_config`: a student of a config, as its run trains it)."""
 
     arch: tuple[tuple[str, int], ...] = (("conv_channels", 128), ("dim", 256), ("layers", 2), ("heads", 4),
                                          ("ffn", 1024))
     batch: int = 8
     crop_seconds: float = 2.0
+
+    @classmethod
+    def from_config(cls, config: str | Path, student: str) -> StudentSpec:
+        """The architecture, batch size and crop length of `students.<student>` in `config`."""
+        spec = load_config(config)["students"][student]
+        train = {**DEFAULT_TRAIN, **spec.get("train", {})}
+        return cls(tuple(sorted(spec["arch"].items())), int(train["batch_size"]), float(train["crop_seconds"]))
 
 
 QUICK_STUDENT = StudentSpec(arch=(("conv_channels", 16), ("dim", 32), ("layers", 1), ("heads", 2), ("ffn", 64)),

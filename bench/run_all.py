@@ -43,6 +43,7 @@ from bench.harness import (
 )
 
 OUT = Path(__file__).resolve().parent
+DEFAULT_CONFIG = OUT.parent / "config.yaml"  # the benchmarked student is its `distilhubert`
 HUBERT_BASE = {}  # transformers' HubertConfig() defaults: 12 layers x 768, 12 heads, FFN 3072 (HuBERT Base)
 HUBERT_TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
                    conv_dim=(32,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
@@ -135,7 +136,8 @@ def main(quick: bool, threads: int, seed: int, epochs: float, tmp_dir: str | Non
                                                       strict=True)}
         lap("setup")
 
-        student = distill_speed.QUICK_STUDENT if quick else distill_speed.StudentSpec()
+        student = (distill_speed.QUICK_STUDENT if quick
+                   else distill_speed.StudentSpec.from_config(DEFAULT_CONFIG, "distilhubert"))
         distill = distill_speed.run(teachers, student, caches, plan.distill_steps, plan.distill_repeats, seed)
         scenarios = distill.pop("_scenarios")
         report["distill_speed"] = distill

@@ -22,6 +22,7 @@ VERBS: dict[str, str] = {
     "view-plan": "pipeline.corpus.views:make_view_plan",
     "render-view": "pipeline.corpus.views:render_view_shard",
     "extract": "pipeline.cache.extract:extract_shard",
+    "extract-upstream": "pipeline.cache.extract:extract_upstream",
     "index": "pipeline.cache.index:build_index",
     "train-student": "pipeline.distill.train:train_student",
     "codebook": "pipeline.distill.codebook:fit_codebook",

@@ -161,6 +161,16 @@ class Layout:
                 out.setdefault(up, []).append(task)
         return out
 
+    def feature_sources(self, upstream: str) -> list[tuple[str, str]]:
+        """(corpus, view) pairs whose features `upstream`'s evaluation reads: each task corpus's clean view
+        (head training) and the source of every scored condition."""
+        tasks = self.evaluations().get(upstream, [])
+        return sorted({self.task_source(t, c) for t in tasks for c in ["clean", *self.conditions(t)]})
+
+    def feature_shards(self, upstream: str) -> list[tuple[str, str, int]]:
+        """(corpus, view, shard) of every store of those sources."""
+        return [(c, v, i) for c, v in self.feature_sources(upstream) for i in range(self.num_shards(c))]
+
     def scores(self, upstream: str | None = None) -> list[str]:
         """Every score JSON of the run (or of one upstream)."""
         return [self.score(up, task, cond) for up, tasks in self.evaluations().items()

@@ -68,6 +68,31 @@ def extract_shard(config: str, upstream: str, audio: str, out: str, checkpoint: 
         torch.set_num_threads(threads)
     cfg = load_config(config)
     model = load_upstream(upstream, upstream_spec(cfg, upstream, checkpoint), device="auto")
+    _extract(cfg, upstream, model, audio, out, checkpoint)
+
+
+def extract_upstream(config: str, upstream: str, checkpoint: str = "", threads: int = 0) -> None:
+    """Every feature store and index `upstream`'s downstream evaluation reads, from one model load.
+
+    For students: a student forward over a shard takes about as long as starting Python and importing torch,
+    so one job per student (not per shard) writes all its stores; paths from `pipeline.workflow.Layout`."""
+    from pipeline.cache.index import build_index
+    from pipeline.workflow import Layout
+
+    if threads:
+        torch.set_num_threads(threads)
+    cfg = load_config(config)
+    layout = Layout(cfg)
+    model = load_upstream(upstream, upstream_spec(cfg, upstream, checkpoint), device="auto")
+    for corpus, view in layout.feature_sources(upstream):
+        stores = [layout.feature_store(upstream, corpus, view, i) for i in range(layout.num_shards(corpus))]
+        for i, out in enumerate(stores):
+            _extract(cfg, upstream, model, layout.view_store(corpus, view, i), out, checkpoint)
+        build_index(stores, layout.feature_index(upstream, corpus, view))
+
+
+def _extract(cfg: dict[str, Any], upstream: str, model: Upstream, audio: str, out: str, checkpoint: str) -> None:
+    """One view-audio store through a loaded `model` into feature store `out` (atomic: complete or absent)."""
     source = Store(audio, expect={"kind": "view_audio"})
     fingerprint = {**expected_fingerprint(cfg, upstream, model, source.fingerprint, checkpoint),
                    "num_params": sum(p.numel() for p in model.parameters())}

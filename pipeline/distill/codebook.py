@@ -52,6 +52,7 @@ def fit_codebook(config: str, teacher: str, features: str, manifest: str, k: int
     from sklearn.cluster import MiniBatchKMeans
     from threadpoolctl import threadpool_limits
 
+    from pipeline.cache.extract import expected_fingerprint
     from pipeline.config import load_config
     from pipeline.corpus.manifest import read_manifest
 
@@ -59,7 +60,7 @@ def fit_codebook(config: str, teacher: str, features: str, manifest: str, k: int
         torch.set_num_threads(threads)
     cfg = load_config(config)
     seed = int(cfg["seed"])
-    cache = FeatureCache.open(features, expect={"name": teacher})
+    cache = FeatureCache.open(features, expect={**expected_fingerprint(cfg, teacher), "name": teacher})
     layer = int(cache.fingerprint["num_layers"]) - 1
     train = set(read_manifest(manifest).query("split == 'train'")["utt_id"])
     keys = [key for key in cache.keys if utt_of(key) in train]

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from pipeline.cache.extract import expected_fingerprint
 from pipeline.cache.index import FeatureCache
 from pipeline.config import load_config
 from pipeline.corpus.manifest import read_manifest
@@ -59,8 +60,11 @@ def _resume_state(path: Path, job: dict, device: torch.device) -> dict | None:
 
 
 def open_sources(spec: dict, needs: Needs, audio: list[str], targets: list[str], plans: list[str], codebook: str,
-                 text: str, train_ids: list[str], crop_frames: int, seed: int) -> tuple[DistillBatches, MethodContext]:
-    """The batch source and the (student-independent) method context for one student, from cache files only."""
+                 text: str, train_ids: list[str], crop_frames: int, seed: int,
+                 expect: dict[str, dict] | None = None) -> tuple[DistillBatches, MethodContext]:
+    """The batch source and the (student-independent) method context for one student, from cache files only.
+
+    `expect` maps a teacher to the fingerprint its target stores must carry (`expected_fingerprint`)."""
     teachers = teacher_list(spec["teacher"])
     audio_caches: dict[str, FeatureCache] = {}
     for path in audio:
@@ -83,7 +87,8 @@ def open_sources(spec: dict, needs: Needs, audio: list[str], targets: list[str],
     if needs.targets:
         if len(targets) != len(teachers):
             raise ValueError(f"{len(targets)} target indexes for teachers {teachers}; pass one per teacher, in order")
-        target_caches = [FeatureCache.open(p, expect={"name": t}) for t, p in zip(teachers, targets, strict=True)]
+        target_caches = [FeatureCache.open(p, expect={**(expect or {}).get(t, {}), "name": t})
+                         for t, p in zip(teachers, targets, strict=True)]
     if needs.clusters:
         from pipeline.distill.codebook import Codebook
 
@@ -164,8 +169,9 @@ def train_student(config: str, student: str, manifest: str, audio: list[str], ta
     targets = [targets] if isinstance(targets, str) else list(targets or [])
     train_ids = read_manifest(manifest).query("split == 'train'")["utt_id"].tolist()
     crop = int(train["crop_seconds"] * 50)
+    expect = {t: expected_fingerprint(cfg, t) for t in teacher_list(spec["teacher"]) if t in cfg["teachers"]}
     batches, ctx = open_sources(spec, needs, audio, targets, list(plans or []), codebook, text, train_ids, crop,
-                                seed)
+                                seed, expect)
     layers = ctx.layers
 
     model = build_student(method_cls.student, spec.get("arch", {})).to(device)

@@ -13,11 +13,11 @@ from tqdm import tqdm
 from pipeline.downstream.tasks import Codec, Task
 
 
-def open_features(index: str, upstream: str) -> Any:
-    """The FeatureCache over `index`, refusing one made for a different upstream."""
+def open_features(index: str, upstream: str, expect: dict[str, Any] | None = None) -> Any:
+    """The FeatureCache over `index`, refusing one made for a different upstream or unlike `expect`."""
     from pipeline.cache.index import FeatureCache
 
-    return FeatureCache.open(index, expect={"upstream": upstream})
+    return FeatureCache.open(index, expect={**(expect or {}), "upstream": upstream})
 
 
 def labelled_rows(manifest: pd.DataFrame, task: Task, split: str) -> pd.DataFrame:
@@ -55,9 +55,10 @@ class Features:
     instead, which is all a linearly pooling head needs (see `PooledClassifier`).
     """
 
-    def __init__(self, index: str, upstream: str, normalise: Callable[[torch.Tensor], torch.Tensor]) -> None:
+    def __init__(self, index: str, upstream: str, normalise: Callable[[torch.Tensor], torch.Tensor],
+                 expect: dict[str, Any] | None = None) -> None:
         self.index = index
-        self.cache = open_features(index, upstream)
+        self.cache = open_features(index, upstream, expect)
         self.keys: list[str] = list(self.cache.keys)
         self.fingerprint: dict[str, Any] = dict(self.cache.fingerprint)
         self.normalise = normalise

@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from pipeline.cache.extract import expected_fingerprint
 from pipeline.config import load_config
 from pipeline.corpus.manifest import read_manifest
 from pipeline.downstream.data import Features, batch_indices, copies_by_utt, labelled_rows, pad, predict
@@ -139,12 +140,18 @@ def _train(spec: Task, settings: dict[str, Any], upstream: str, features: Featur
     }
 
 
+def _features(cfg: dict[str, Any], index: str, upstream: str) -> Features:
+    """`upstream`'s cached features at `index`, refused if another config entry (model, layers, dtype) made them."""
+    return Features(index, upstream, NORMALISE, expect=expected_fingerprint(cfg, upstream))
+
+
 def train_head(config: str, task: str, upstream: str, features: str, manifest: str, out: str,
                seeds: list[int] | None = None, threads: int = 0) -> None:
     """Train weighted-sum + head on clean train features, one dev-selected run per seed; save it to `out`."""
     _threads(threads)
-    spec, settings = get_task(task), task_settings(config, task)
-    ckpt = _train(spec, settings, upstream, Features(features, upstream, NORMALISE),
+    cfg = load_config(config)
+    spec, settings = get_task(task), task_settings(cfg, task)
+    ckpt = _train(spec, settings, upstream, _features(cfg, features, upstream),
                   read_manifest(manifest), list(seeds) if seeds else list(settings["seeds"]))
     ckpt["manifest"] = manifest
     _save_head(ckpt, Path(out))
@@ -223,9 +230,10 @@ def score(config: str, task: str, upstream: str, condition: str, head: str, feat
           out: str, threads: int = 0) -> None:
     """Score every seed of a trained head on the test utterances (every copy) in `features`; write one JSON."""
     _threads(threads)
-    spec, settings = get_task(task), task_settings(config, task)
+    cfg = load_config(config)
+    spec, settings = get_task(task), task_settings(cfg, task)
     _, _, ckpt = load_head(head, task, upstream)
-    result = _score(spec, settings, ckpt, head, condition, Features(features, upstream, NORMALISE),
+    result = _score(spec, settings, ckpt, head, condition, _features(cfg, features, upstream),
                     read_manifest(manifest))
     _write_json_atomic(result, Path(out))
     log.info("%s: %s %s on %s = %.4f (n=%d)", out, task, spec.metric, condition, result["value"], result["n"])
@@ -247,8 +255,7 @@ def evaluate(config: str, upstream: str, tasks: list[str], threads: int = 1) -> 
 
     def feats(corpus: str, view: str) -> Features:
         if (corpus, view) not in features:
-            features[corpus, view] = Features(layout.feature_index(upstream, corpus, view), upstream,
-                                              NORMALISE)
+            features[corpus, view] = _features(cfg, layout.feature_index(upstream, corpus, view), upstream)
         return features[corpus, view]
 
     def manifest(corpus: str) -> pd.DataFrame:

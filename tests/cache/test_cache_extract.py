@@ -26,12 +26,12 @@ def _teacher(path, **extra):
     return path
 
 
-def _audio(path, n=5, seed=0):
+def _audio(path, n=5, seed=0, prefix="u"):
     rng = np.random.default_rng(seed)
     wavs = {}
     for i in range(n):
         t = np.arange(int(rng.integers(8000, 32000))) / 16000
-        wavs[f"u{i}@0"] = (0.3 * np.sin(2 * np.pi * rng.uniform(100, 400) * t)
+        wavs[f"{prefix}{i}@0"] = (0.3 * np.sin(2 * np.pi * rng.uniform(100, 400) * t)
                            + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
     fp = {"kind": "view_audio", "corpus": "synthetic", "view": "clean", "shard": 0}
     with StoreWriter(path, fp, dtype="float32") as w:
@@ -131,3 +131,40 @@ def test_upstream_spec():
         upstream_spec(cfg, "s")
     with pytest.raises(KeyError, match="neither"):
         upstream_spec(cfg, "zzz")
+
+
+def test_extract_upstream_writes_every_evaluated_store_like_extract_shard(tmp_path):
+    """One process, one model load: the stores and indexes an upstream's evaluation reads (Layout's paths),
+    each equal to what the per-shard verb writes from the same view audio."""
+    from pipeline.cache.extract import extract_upstream
+    from pipeline.cache.index import FeatureCache
+    from pipeline.config import load_config
+    from pipeline.workflow import Layout
+
+    teacher = _teacher(tmp_path / "tiny")
+    cfg = yaml.safe_load(Path(_config(tmp_path / "c.yaml", teacher)).read_text())
+    cfg["results"] = str(tmp_path / "results")
+    cfg["views"]["shards"] = 2
+    cfg["corpus"]["real"] = {"asterisk": False}
+    cfg["downstream"] = {"upstreams": ["tiny"], "conditions": ["clean", "indomain"],
+                         "tasks": {"ks": {"steps": 1, "lr": 1e-3}}}
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    layout = Layout(load_config(config))
+    assert layout.feature_sources("tiny") == [("synthetic", "clean"), ("synthetic", "indomain")]
+    assert len(layout.feature_shards("tiny")) == 4
+    for seed, (corpus, view, shard) in enumerate(layout.feature_shards("tiny")):
+        Path(layout.view_store(corpus, view, shard)).parent.mkdir(parents=True, exist_ok=True)
+        _audio(Path(layout.view_store(corpus, view, shard)), n=2, seed=seed, prefix=f"s{shard}-")
+
+    extract_upstream(str(config), "tiny")
+    for corpus, view, shard in layout.feature_shards("tiny"):
+        alone = tmp_path / f"alone-{view}-{shard}.zarr"
+        extract_shard(str(config), "tiny", layout.view_store(corpus, view, shard), str(alone))
+        got, ref = Store(layout.feature_store("tiny", corpus, view, shard)), Store(alone)
+        assert got.ids == ref.ids and got.fingerprint == ref.fingerprint
+        for key in ref.ids:
+            np.testing.assert_array_equal(got.get(key), ref.get(key))
+    for corpus, view in layout.feature_sources("tiny"):
+        cache = FeatureCache.open(layout.feature_index("tiny", corpus, view))
+        assert len(cache.keys) == 4  # two shards of two utterances

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from cache_fixtures import teacher_fingerprint
 
 from pipeline.cache.index import build_index
 from pipeline.cache.store import StoreWriter
@@ -26,7 +27,8 @@ def _cache(tmp_path, n_utts=6, frames=40, dim=12, seed=0):
         truth[f"u{u}@0"] = lab
         rows.append({"utt_id": f"u{u}", "path": "/x.wav", "num_samples": 16000, "sample_rate": 16000,
                      "split": "train" if u < 4 else "test", "speaker": "s"})
-    fp = {"name": "t", "num_layers": 3, "dim": dim, "sha256": "abc", "view_audio": {"view": "clean"}}
+    fp = teacher_fingerprint("t", {"kind": "hf", "model": "none"}, name="t", num_layers=3, dim=dim, sha256="abc",
+                             view_audio={"view": "clean"})
     with StoreWriter(tmp_path / "s0.zarr", fp, dtype="float32") as w:
         for k, a in arrays.items():
             w.add(k, a)

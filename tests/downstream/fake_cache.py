@@ -6,12 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from cache_fixtures import teacher_fingerprint
 
 from pipeline.cache.index import build_index
 from pipeline.cache.store import StoreWriter
 from pipeline.corpus.manifest import write_manifest
 
-FINGERPRINT = {"upstream": "fake", "num_params": 1234567}
+FAKE_TEACHER = {"kind": "hf", "model": "none"}  # the config entry of upstream 'fake'; never loaded
+FINGERPRINT = teacher_fingerprint("fake", FAKE_TEACHER, num_params=1234567)
 
 
 def write_features(path: Path, arrays: dict[str, np.ndarray], shards: int = 2,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from fake_cache import row, save_manifest, write_features
+from fake_cache import FAKE_TEACHER, row, save_manifest, write_features
 
 from pipeline.downstream.data import Features, labelled_rows, predict
 from pipeline.downstream.run import NORMALISE, load_head, score, train_head
@@ -106,6 +106,7 @@ def corpus(tmp_path_factory):
 @pytest.fixture(scope="module")
 def config(tmp_path_factory) -> str:
     cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    cfg["teachers"]["fake"] = FAKE_TEACHER
     cfg["downstream"]["tasks"] = {"pr": {"steps": 300, "lr": 1.0e-2, "batch_size": 8, "seeds": [0, 1]},
                                   "asr": {"steps": 150, "lr": 4.0e-3, "batch_size": 8, "seeds": [0]}}
     path = tmp_path_factory.mktemp("cfg") / "config.yaml"

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from fake_cache import FINGERPRINT, write_features
+from fake_cache import FAKE_TEACHER, FINGERPRINT, write_features
 
 from pipeline.cache.store import CacheMismatchError
 from pipeline.corpus.manifest import write_manifest
@@ -49,6 +49,7 @@ def make_corpus(tmp: Path, signal: bool, seed: int = 0) -> tuple[str, str, pd.Da
 @pytest.fixture(scope="module")
 def config(tmp_path_factory) -> str:
     cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    cfg["teachers"]["fake"] = FAKE_TEACHER
     small = {"steps": 150, "lr": 3.0e-3, "batch_size": 16, "seeds": [0]}
     cfg["downstream"]["tasks"] = {"ks": small, "ic": small}
     path = tmp_path_factory.mktemp("cfg") / "config.yaml"
@@ -149,5 +150,10 @@ def test_errors_name_the_problem(tmp_path, config, planted, ks_head):
         score(config, "ic", "fake", "clean", ks_head, features, manifest, str(tmp_path / "s.json"))
     with pytest.raises(ValueError, match="trained for upstream 'fake', not 'other'"):
         score(config, "ks", "other", "clean", ks_head, features, manifest, str(tmp_path / "s.json"))
-    with pytest.raises(CacheMismatchError, match="store has 'fake', expected 'other'"):
+    with pytest.raises(KeyError, match="upstream 'other' is neither a teacher nor a student"):
         train_head(config, "ks", "other", features, manifest, str(tmp_path / "x.pt"))
+    cfg = yaml.safe_load(Path(config).read_text())
+    cfg["teachers"]["other"] = FAKE_TEACHER
+    (tmp_path / "other.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(CacheMismatchError, match="store has 'fake', expected 'other'"):
+        train_head(str(tmp_path / "other.yaml"), "ks", "other", features, manifest, str(tmp_path / "x.pt"))

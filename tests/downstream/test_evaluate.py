@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from fake_cache import row, save_manifest, write_features
+from fake_cache import FAKE_TEACHER, row, save_manifest, write_features
 
 from pipeline.config import validate_config
 from pipeline.downstream.data import batch_indices, labelled_rows
@@ -67,7 +67,7 @@ def _tree(root: Path) -> dict:
     """Synthetic (clean/indomain/ood) and real manifests and features for upstream 'fake', at Layout's paths."""
     cfg = {"seed": 1, "results": str(root), "corpus": {"synthetic": {"voices": 1, "keyword": 1, "command": 0,
                                                                       "sentence": 1}},
-           "views": {}, "teachers": {"fake": {"kind": "hf", "model": "none"}}, "cache": {}, "students": {},
+           "views": {}, "teachers": {"fake": FAKE_TEACHER}, "cache": {}, "students": {},
            "downstream": {"upstreams": ["fake"],
                           "tasks": {"ks": {"steps": 40, "lr": 5e-3, "batch_size": 8, "seeds": [0, 1]},
                                     "pr": {"steps": 20, "lr": 1e-2, "batch_size": 4, "upstreams": ["fake"]}}}}

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
+from cache_fixtures import teacher_fingerprint
 
 from pipeline.cache.index import build_index
 from pipeline.cache.store import StoreWriter
@@ -75,7 +76,7 @@ def distill_data(root: Path, n_utts: int = 6, num_layers: int = 3, dim: int = 16
         feats[f"utt{u}@0"] = np.einsum("lde,te->tld", proj, basis).astype(np.float16)
         rows.append({"utt_id": f"utt{u}", "path": f"/nonexistent/utt{u}.wav", "num_samples": n,
                      "sample_rate": 16000, "split": "train", "speaker": "s0"})
-    fp = {"name": "tiny", "kind": "hf", "num_layers": num_layers, "dim": dim, "frame_rate": 50}
+    fp = teacher_fingerprint("tiny", name="tiny", num_layers=num_layers, dim=dim, frame_rate=50)
     for name, data, fingerprint, dtype in (("views", audio, {"kind": "view_audio"}, "float32"),
                                            ("cache", feats, fp, "float16")):
         with StoreWriter(root / name / "shard0.zarr", fingerprint, dtype=dtype) as w:

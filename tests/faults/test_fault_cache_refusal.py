@@ -3,6 +3,7 @@ message that names what differs and says what to do."""
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from faults.helpers import base_config, tiny_teacher, view_store, write_config
@@ -88,3 +89,32 @@ def test_other_dtype_is_refused(made):
     cfg = _cfg(made)
     cfg["cache"]["dtype"] = "float32"
     assert "dtype (the stored dtype)" in _refused(made, expected_fingerprint(cfg, "t"))
+
+
+def test_every_reader_checks_the_config_fingerprint(made, tmp_path):
+    """Training, the codebook and downstream evaluation refuse features of another teacher entry (here: another
+    weights path under the same teacher name), and accept the producer's own config."""
+    from pipeline.corpus.manifest import write_manifest
+    from pipeline.distill.codebook import fit_codebook
+    from pipeline.distill.train import train_student
+    from pipeline.downstream.run import _features
+
+    index = str(made / "index.tsv")
+    assert len(_features(_cfg(made), index, "t").keys) == 4
+    audio = str(tmp_path / "audio.tsv")
+    build_index([str(made / "v1.zarr")], audio)
+    rows = [{"utt_id": f"u{i:03d}", "path": f"/x/{i}.wav", "num_samples": 8000, "sample_rate": 16000,
+             "split": "train", "speaker": "s"} for i in range(4)]
+    manifest = tmp_path / "manifest.tsv"
+    write_manifest(pd.DataFrame(rows), manifest)
+    cfg = _cfg(made, model=str(made / "teacher_b"))
+    cfg["students"] = {"st": {"method": "distilhubert", "teacher": "t", "train": {"steps": 1, "batch_size": 2}}}
+    config = write_config(tmp_path / "other.yaml", cfg)
+    with pytest.raises(CacheMismatchError, match="spec.model"):
+        _features(cfg, index, "t")
+    with pytest.raises(CacheMismatchError, match="spec.model"):
+        fit_codebook(config, "t", index, str(manifest), 2, str(tmp_path / "cb.npz"))
+    with pytest.raises(CacheMismatchError, match="spec.model"):
+        train_student(config, "st", str(manifest), audio, index,
+                      str(tmp_path / "student"), resume_dir=str(tmp_path / "resume"))
+    assert not (tmp_path / "student").exists() and not (tmp_path / "cb.npz").exists()

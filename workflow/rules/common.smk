@@ -28,10 +28,9 @@ def all_outputs():
 
 def evaluate_inputs(upstream, wildcards):
     """Each task corpus's clean features (training) and the features and manifest of every scored condition."""
-    tasks = L.evaluations()[upstream]
-    views = {L.task_source(t, c) for t in tasks for c in ["clean", *L.conditions(t)]}
-    return {"features": sorted(L.feature_index(upstream, corpus, view) for corpus, view in views),
-            "manifests": sorted({L.manifest(corpus) for corpus, _ in views})}
+    sources = L.feature_sources(upstream)
+    return {"features": [L.feature_index(upstream, corpus, view) for corpus, view in sources],
+            "manifests": sorted({L.manifest(corpus) for corpus, _ in sources})}
 
 
 def report_output(name):

@@ -30,6 +30,7 @@ from adapter_fixtures import (
 from pipeline import cli
 from pipeline.audio.io import load_audio
 from pipeline.audio.noise import NOISE_SOURCES, SFX_SECONDS, build_noise_bank, read_meta, trim_silence, unit_rms
+from pipeline.cache.extract import expected_fingerprint
 from pipeline.cache.index import build_index
 from pipeline.cache.store import Store, StoreWriter
 from pipeline.config import ConfigError, validate_config
@@ -218,8 +219,8 @@ def test_student_trains_on_the_distill_corpus_with_selected_teacher_layers(tmp_p
         feats[f"19-198-{u:04d}@0"] = rng.standard_normal((conv_frames(n), 3, 24)).astype(np.float16)
     write_manifest(pd.DataFrame(rows), lay.manifest("librispeech"))
     view = {"kind": "view_audio", "view": "clean"}
-    fp = {"name": "hubert_base", "kind": "hf", "num_layers": 3, "layers": [4, 8, 12], "dim": 24, "frame_rate": 50,
-          "sha256": "x", "view_audio": view}
+    fp = {**expected_fingerprint(cfg, "hubert_base"), "name": "hubert_base", "kind": "hf", "num_layers": 3,
+          "layers": [4, 8, 12], "dim": 24, "frame_rate": 50, "sha256": "x", "view_audio": view}
     for arrays, store, index, meta, dtype in (
             (audio, lay.view_store, lay.view_index, view, "float32"),
             (feats, lambda *a: lay.feature_store("hubert_base", *a), lambda *a: lay.feature_index("hubert_base", *a),
@@ -280,9 +281,9 @@ def expected_jobs(cfg: dict) -> dict[str, int]:
         "render_view": sum(shards[c] for c, _ in rendered),
         "index_view": len(inputs),
         "extract_teacher": len(teachers) * sum(shards[c] for c, _ in targets | evals),
-        "index_features": len(teachers) * len(targets | evals) + len(students) * len(evals),
+        "index_features": len(teachers) * len(targets | evals),
         "train_student": len(students),
-        "extract_student": len(students) * sum(shards[c] for c, _ in evals),
+        **{f"extract_student_{s}": 1 for s in students if s in cfg["downstream"]["upstreams"]},
         **{f"evaluate_{u}": 1 for u in cfg["downstream"]["upstreams"]},
         "report": 1, "html_report": 1, "all": 1,
     }
