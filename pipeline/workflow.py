@@ -167,6 +167,10 @@ class Layout:
         tasks = self.evaluations().get(upstream, [])
         return sorted({self.task_source(t, c) for t in tasks for c in ["clean", *self.conditions(t)]})
 
+    def head_sources(self, upstream: str) -> set[tuple[str, str]]:
+        """(corpus, view) pairs `upstream`'s heads train on (train and dev splits): each task corpus's clean view."""
+        return {self.task_source(t, "clean") for t in self.evaluations().get(upstream, [])}
+
     def feature_shards(self, upstream: str) -> list[tuple[str, str, int]]:
         """(corpus, view, shard) of every store of those sources."""
         return [(c, v, i) for c, v in self.feature_sources(upstream) for i in range(self.num_shards(c))]

@@ -49,10 +49,11 @@ def expected_fingerprint(cfg: dict[str, Any], upstream: str, model: Upstream | N
     return json.loads(json.dumps(fp))
 
 
-def _batches(store: Store, max_samples: int) -> list[list[int]]:
-    """Utterance indices sorted by length, grouped so each padded group holds at most max_samples samples."""
+def _batches(store: Store, max_samples: int, keep: list[int] | None = None) -> list[list[int]]:
+    """Utterance indices (all, or `keep`) sorted by length, grouped so each padded group holds at most
+    max_samples samples."""
     groups, cur = [], []
-    for i in sorted(range(len(store)), key=lambda i: (store.num_rows(i), i)):
+    for i in sorted(range(len(store)) if keep is None else keep, key=lambda i: (store.num_rows(i), i)):
         n = store.num_rows(i)
         if cur and (len(cur) + 1) * n > max_samples:
             groups.append(cur)
@@ -75,8 +76,11 @@ def extract_upstream(config: str, upstream: str, checkpoint: str = "", threads: 
     """Every feature store and index `upstream`'s downstream evaluation reads, from one model load.
 
     For students: a student forward over a shard takes about as long as starting Python and importing torch,
-    so one job per student (not per shard) writes all its stores; paths from `pipeline.workflow.Layout`."""
+    so one job per student (not per shard) writes all its stores; paths from `pipeline.workflow.Layout`.
+    Views that are only scored (the distorted and real conditions) are extracted for their test split alone (a
+    shard without test utterances whole); heads train on the clean view's train and dev splits."""
     from pipeline.cache.index import build_index
+    from pipeline.corpus.manifest import read_manifest
     from pipeline.workflow import Layout
 
     if threads:
@@ -84,19 +88,26 @@ def extract_upstream(config: str, upstream: str, checkpoint: str = "", threads: 
     cfg = load_config(config)
     layout = Layout(cfg)
     model = load_upstream(upstream, upstream_spec(cfg, upstream, checkpoint), device="auto")
+    heads = layout.head_sources(upstream)
     for corpus, view in layout.feature_sources(upstream):
+        test = None
+        if (corpus, view) not in heads:
+            test = set(read_manifest(layout.manifest(corpus)).query("split == 'test'")["utt_id"])
         stores = [layout.feature_store(upstream, corpus, view, i) for i in range(layout.num_shards(corpus))]
         for i, out in enumerate(stores):
-            _extract(cfg, upstream, model, layout.view_store(corpus, view, i), out, checkpoint)
+            _extract(cfg, upstream, model, layout.view_store(corpus, view, i), out, checkpoint, test)
         build_index(stores, layout.feature_index(upstream, corpus, view))
 
 
-def _extract(cfg: dict[str, Any], upstream: str, model: Upstream, audio: str, out: str, checkpoint: str) -> None:
-    """One view-audio store through a loaded `model` into feature store `out` (atomic: complete or absent)."""
+def _extract(cfg: dict[str, Any], upstream: str, model: Upstream, audio: str, out: str, checkpoint: str,
+             test: set[str] | None = None) -> None:
+    """One view-audio store through a loaded `model` into feature store `out` (atomic: complete or absent);
+    with `test`, only the copies of those utterances."""
     source = Store(audio, expect={"kind": "view_audio"})
     fingerprint = {**expected_fingerprint(cfg, upstream, model, source.fingerprint, checkpoint),
                    "num_params": sum(p.numel() for p in model.parameters())}
-    groups = _batches(source, int(cfg["cache"]["batch_seconds"] * 16000))
+    keep = None if test is None else [i for i, key in enumerate(source.ids) if key.rsplit("@", 1)[0] in test]
+    groups = _batches(source, int(cfg["cache"]["batch_seconds"] * 16000), keep or None)  # a store is never empty
     dtype = getattr(torch, cfg["cache"]["dtype"])  # cast in torch: numpy's float32 -> float16 is ~8x slower here
     with StoreWriter(out, fingerprint, cfg["cache"]["dtype"], cfg["cache"]["compression"]) as writer:
         for group in tqdm(groups, desc=f"extract {upstream}", unit="batch", mininterval=5):
@@ -108,4 +119,4 @@ def _extract(cfg: dict[str, Any], upstream: str, model: Upstream, audio: str, ou
                 raise ValueError(f"{audio}: {upstream} failed on one of {keys}: {err}") from err
             for i, states in zip(group, outputs, strict=True):
                 writer.add(source.ids[i], torch.stack(states, dim=1).to(dtype).cpu().numpy())
-    log.info("%s: wrote %d utterances to %s", upstream, len(source), out)
+    log.info("%s: wrote %d utterances to %s", upstream, sum(map(len, groups)), out)

@@ -4,6 +4,7 @@ import copy
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -135,10 +136,12 @@ def test_upstream_spec():
 
 def test_extract_upstream_writes_every_evaluated_store_like_extract_shard(tmp_path):
     """One process, one model load: the stores and indexes an upstream's evaluation reads (Layout's paths),
-    each equal to what the per-shard verb writes from the same view audio."""
+    each equal to what the per-shard verb writes from the same view audio; views that are only scored hold
+    the test split alone."""
     from pipeline.cache.extract import extract_upstream
     from pipeline.cache.index import FeatureCache
     from pipeline.config import load_config
+    from pipeline.corpus.manifest import write_manifest
     from pipeline.workflow import Layout
 
     teacher = _teacher(tmp_path / "tiny")
@@ -152,19 +155,25 @@ def test_extract_upstream_writes_every_evaluated_store_like_extract_shard(tmp_pa
     config.write_text(yaml.safe_dump(cfg))
     layout = Layout(load_config(config))
     assert layout.feature_sources("tiny") == [("synthetic", "clean"), ("synthetic", "indomain")]
+    assert layout.head_sources("tiny") == {("synthetic", "clean")}
     assert len(layout.feature_shards("tiny")) == 4
-    for seed, (corpus, view, shard) in enumerate(layout.feature_shards("tiny")):
+    for corpus, view, shard in layout.feature_shards("tiny"):
         Path(layout.view_store(corpus, view, shard)).parent.mkdir(parents=True, exist_ok=True)
-        _audio(Path(layout.view_store(corpus, view, shard)), n=2, seed=seed, prefix=f"s{shard}-")
+        _audio(Path(layout.view_store(corpus, view, shard)), n=3, seed=shard, prefix=f"s{shard}-")
+    rows = [{"utt_id": f"s{shard}-{i}", "path": "x.wav", "num_samples": 16000, "sample_rate": 16000,
+             "split": "test" if i == 0 else "train", "speaker": "a"} for shard in (0, 1) for i in range(3)]
+    Path(layout.manifest("synthetic")).parent.mkdir(parents=True, exist_ok=True)
+    write_manifest(pd.DataFrame(rows), layout.manifest("synthetic"))
 
     extract_upstream(str(config), "tiny")
     for corpus, view, shard in layout.feature_shards("tiny"):
         alone = tmp_path / f"alone-{view}-{shard}.zarr"
         extract_shard(str(config), "tiny", layout.view_store(corpus, view, shard), str(alone))
         got, ref = Store(layout.feature_store("tiny", corpus, view, shard)), Store(alone)
-        assert got.ids == ref.ids and got.fingerprint == ref.fingerprint
-        for key in ref.ids:
+        want = ref.ids if view == "clean" else [f"s{shard}-0@0"]  # scored-only view: its test utterance
+        assert sorted(got.ids) == sorted(want)
+        assert got.fingerprint == ref.fingerprint
+        for key in want:
             np.testing.assert_array_equal(got.get(key), ref.get(key))
-    for corpus, view in layout.feature_sources("tiny"):
-        cache = FeatureCache.open(layout.feature_index("tiny", corpus, view))
-        assert len(cache.keys) == 4  # two shards of two utterances
+    assert len(FeatureCache.open(layout.feature_index("tiny", "synthetic", "clean")).keys) == 6
+    assert len(FeatureCache.open(layout.feature_index("tiny", "synthetic", "indomain")).keys) == 2
