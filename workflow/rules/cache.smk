@@ -45,7 +45,7 @@ for _student in [s for s in config["students"] if s in L.evaluations()]:
         params:
             config=CONFIG_FILE,
             upstream=_student,
-            checkpoint=L.student(_student, ""),
+            checkpoint=lambda w, input: os.path.dirname(input.model),
         threads: 1
         resources:
             mem_mb=4000,
