@@ -344,3 +344,56 @@ class DistillBatches:
             if total >= max_frames:
                 break
         return [[torch.from_numpy(np.concatenate(x)[:max_frames]) for x in per] for per in out]
+
+
+class Prefetcher:
+    """Draws `source`'s next batch in a background thread while the caller trains on the current one.
+
+    The batches and their order are exactly the synchronous ones (one thread draws them, in order, from the
+    same RNG); `rng_state` is the sampler state after the batches handed out so far, which is what a resumed
+    run must restore. Hides cache reads (a cold page cache costs 20-30% of a small student's step)."""
+
+    def __init__(self, source: DistillBatches, batch_size: int, depth: int = 1) -> None:
+        import queue
+        import threading
+
+        self.source, self.batch_size = source, batch_size
+        self.rng_state: dict[str, Any] = source.rng.bit_generator.state
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._work, name="batch-prefetch", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            try:
+                item: Any = (self.source.next(self.batch_size), self.source.rng.bit_generator.state)
+            except BaseException as err:  # handed to the caller, raised there
+                item = err
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(item, timeout=0.1)
+                    break
+                except Exception:  # queue.Full: the caller has not taken the previous batch yet
+                    continue
+            if isinstance(item, BaseException):
+                return
+
+    def next(self) -> Batch:
+        """The next batch (waits only if the thread has not finished drawing it)."""
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        batch, self.rng_state = item
+        return batch
+
+    def close(self) -> None:
+        """Stop the thread (it finishes the batch it is drawing)."""
+        self._stop.set()
+        self._thread.join()
+
+    def __enter__(self) -> Prefetcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

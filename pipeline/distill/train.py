@@ -17,7 +17,7 @@ from pipeline.cache.extract import expected_fingerprint
 from pipeline.cache.index import FeatureCache
 from pipeline.config import load_config
 from pipeline.corpus.manifest import read_manifest
-from pipeline.distill.data import ClusterIds, DistillBatches, DomainLabels, Extra, TextTargets
+from pipeline.distill.data import ClusterIds, DistillBatches, DomainLabels, Extra, Prefetcher, TextTargets
 from pipeline.distill.inputs import teacher_list
 from pipeline.distill.methods import MethodContext, Needs, build_method, get_method
 from pipeline.report.figures import plot_curve
@@ -203,11 +203,12 @@ def train_student(config: str, student: str, manifest: str, audio: list[str], ta
     model.train()
     method.train()
     t0 = time.perf_counter()
+    loader = Prefetcher(batches, train["batch_size"])  # after the resume: it draws from the restored RNG
     for step in tqdm(range(start, steps), desc=f"train {student}", initial=start, total=steps, mininterval=5):
         lr = lr_at(step, steps, train["lr"], train["warmup"])
         for group in opt.param_groups:
             group["lr"] = lr
-        batch = batches.next(train["batch_size"]).to(device)
+        batch = loader.next().to(device)
         batch.progress = step / steps
         with autocast:
             states, mask = model(batch.wav, batch.lengths)
@@ -224,9 +225,10 @@ def train_student(config: str, student: str, manifest: str, audio: list[str], ta
             curve.append({"step": step, "train_loss": loss.item(), "lr": lr, **logs})
         if (step + 1) % ckpt_every == 0 and step + 1 < steps:
             _atomic_save({"model": model.state_dict(), "method": method.state_dict(), "opt": opt.state_dict(),
-                          "data_rng": batches.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                          "data_rng": loader.rng_state, "torch_rng": torch.get_rng_state(),
                           "step": step + 1, "curve": curve, "job": job,
                           "elapsed": elapsed + time.perf_counter() - t0}, state_path)
+    loader.close()
     elapsed += time.perf_counter() - t0
 
     out = Path(out_dir)
