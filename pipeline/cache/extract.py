@@ -89,10 +89,13 @@ def extract_upstream(config: str, upstream: str, checkpoint: str = "", threads: 
     layout = Layout(cfg)
     model = load_upstream(upstream, upstream_spec(cfg, upstream, checkpoint), device="auto")
     heads = layout.head_sources(upstream)
+    tests: dict[str, set[str]] = {}
     for corpus, view in layout.feature_sources(upstream):
         test = None
         if (corpus, view) not in heads:
-            test = set(read_manifest(layout.manifest(corpus)).query("split == 'test'")["utt_id"])
+            if corpus not in tests:
+                tests[corpus] = set(read_manifest(layout.manifest(corpus)).query("split == 'test'")["utt_id"])
+            test = tests[corpus]
         stores = [layout.feature_store(upstream, corpus, view, i) for i in range(layout.num_shards(corpus))]
         for i, out in enumerate(stores):
             _extract(cfg, upstream, model, layout.view_store(corpus, view, i), out, checkpoint, test)

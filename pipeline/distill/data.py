@@ -8,6 +8,8 @@ keys shared), domain labels from the view plans, k-means cluster ids, transcript
 from __future__ import annotations
 
 import json
+import queue
+import threading
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -354,12 +356,9 @@ class Prefetcher:
     run must restore. Hides cache reads (a cold page cache costs 20-30% of a small student's step)."""
 
     def __init__(self, source: DistillBatches, batch_size: int, depth: int = 1) -> None:
-        import queue
-        import threading
-
         self.source, self.batch_size = source, batch_size
         self.rng_state: dict[str, Any] = source.rng.bit_generator.state
-        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._work, name="batch-prefetch", daemon=True)
         self._thread.start()
@@ -374,7 +373,7 @@ class Prefetcher:
                 try:
                     self._queue.put(item, timeout=0.1)
                     break
-                except Exception:  # queue.Full: the caller has not taken the previous batch yet
+                except queue.Full:  # the caller has not taken the previous batch yet
                     continue
             if isinstance(item, BaseException):
                 return

@@ -34,6 +34,7 @@ for _student in [s for s in config["students"] if s in L.evaluations()]:
             f"extract_student_{_student}"
         input:
             audio=[L.view_store(*s) for s in L.feature_shards(_student)],
+            manifests=sorted({L.manifest(c) for c, _ in L.feature_sources(_student)}),  # test splits
             model=L.student(_student),
         output:
             stores=[directory(L.feature_store(_student, *s)) for s in L.feature_shards(_student)],
