@@ -171,6 +171,17 @@ class Layout:
         """(corpus, view) pairs `upstream`'s heads train on (train and dev splits): each task corpus's clean view."""
         return {self.task_source(t, "clean") for t in self.evaluations().get(upstream, [])}
 
+    def scored_only(self, upstream: str, corpus: str, view: str) -> bool:
+        """Whether only the test split of `upstream`'s (corpus, view) features is ever read: no head trains on
+        it and no student distils from it (its target view), so extraction can skip the other splits."""
+        if (corpus, view) in self.head_sources(upstream):
+            return False
+        for name, spec in self.cfg["students"].items():
+            teachers = [spec["teacher"]] if isinstance(spec["teacher"], str) else spec["teacher"]
+            if upstream in teachers and (self.student_corpus(name), spec.get("target_view", "clean")) == (corpus, view):
+                return False
+        return True
+
     def feature_shards(self, upstream: str) -> list[tuple[str, str, int]]:
         """(corpus, view, shard) of every store of those sources."""
         return [(c, v, i) for c, v in self.feature_sources(upstream) for i in range(self.num_shards(c))]

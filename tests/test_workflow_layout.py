@@ -97,3 +97,28 @@ def test_regex_matches_exactly_the_names():
     assert not re.fullmatch(rx, "whisper")
     empty = Layout.regex([])
     assert not any(re.fullmatch(empty, s) for s in ("a", "whisper_base", "x_y"))  # ("$^" still matches "")
+
+
+def test_scored_only_sources_are_those_no_training_reads():
+    """A teacher's (corpus, view) is extracted for its test split alone exactly when neither a head (its
+    clean view) nor any student's training inputs (targets, codebook source) read it."""
+    from pipeline.distill.inputs import student_input_files, teacher_list
+
+    for cfg in (_cfg(), _cfg(students={**_cfg()["students"],
+                                       "tiny_noisy": {**_cfg()["students"]["cdm_noisy"], "teacher": "whisper_tiny"}})):
+        L = Layout(cfg)
+        trained_on = set()
+        for name, spec in cfg["students"].items():
+            files = student_input_files(cfg, L, name)
+            trained_on |= set(files["targets"])
+            if "codebook" in files:
+                trained_on.add(L.feature_index(teacher_list(spec["teacher"])[0], L.student_corpus(name),
+                                               spec["target_view"]))
+        for teacher in ("whisper_base", "whisper_tiny", "resemblyzer"):
+            for corpus, view in L.feature_sources(teacher):
+                read_in_full = view == "clean" and corpus == "synthetic" or L.feature_index(teacher, corpus, view) \
+                    in trained_on
+                assert L.scored_only(teacher, corpus, view) is not read_in_full, (teacher, corpus, view)
+        assert L.scored_only("whisper_base", "synthetic", "ood") and not L.scored_only("whisper_base", "synthetic",
+                                                                                        "indomain")
+        assert L.scored_only("whisper_tiny", "synthetic", "indomain") is ("tiny_noisy" not in cfg["students"])

@@ -63,13 +63,20 @@ def _batches(store: Store, max_samples: int, keep: list[int] | None = None) -> l
 
 
 def extract_shard(config: str, upstream: str, audio: str, out: str, checkpoint: str = "",
-                  threads: int = 0) -> None:
-    """Hidden states (frames, layers, dim) of every utterance in view-audio store `audio` -> store `out`."""
+                  threads: int = 0, test_split_of: str = "") -> None:
+    """Hidden states (frames, layers, dim) of every utterance in view-audio store `audio` -> store `out`;
+    with `test_split_of` (a manifest), only the copies of its test utterances (a view that is only scored)."""
     if threads:
         torch.set_num_threads(threads)
     cfg = load_config(config)
     model = load_upstream(upstream, upstream_spec(cfg, upstream, checkpoint), device="auto")
-    _extract(cfg, upstream, model, audio, out, checkpoint)
+    _extract(cfg, upstream, model, audio, out, checkpoint, _test_utts(test_split_of) if test_split_of else None)
+
+
+def _test_utts(manifest: str) -> set[str]:
+    from pipeline.corpus.manifest import read_manifest
+
+    return set(read_manifest(manifest).query("split == 'test'")["utt_id"])
 
 
 def extract_upstream(config: str, upstream: str, checkpoint: str = "", threads: int = 0) -> None:
@@ -80,7 +87,6 @@ def extract_upstream(config: str, upstream: str, checkpoint: str = "", threads: 
     Views that are only scored (the distorted and real conditions) are extracted for their test split alone (a
     shard without test utterances whole); heads train on the clean view's train and dev splits."""
     from pipeline.cache.index import build_index
-    from pipeline.corpus.manifest import read_manifest
     from pipeline.workflow import Layout
 
     if threads:
@@ -88,13 +94,12 @@ def extract_upstream(config: str, upstream: str, checkpoint: str = "", threads: 
     cfg = load_config(config)
     layout = Layout(cfg)
     model = load_upstream(upstream, upstream_spec(cfg, upstream, checkpoint), device="auto")
-    heads = layout.head_sources(upstream)
     tests: dict[str, set[str]] = {}
     for corpus, view in layout.feature_sources(upstream):
         test = None
-        if (corpus, view) not in heads:
+        if layout.scored_only(upstream, corpus, view):
             if corpus not in tests:
-                tests[corpus] = set(read_manifest(layout.manifest(corpus)).query("split == 'test'")["utt_id"])
+                tests[corpus] = _test_utts(layout.manifest(corpus))
             test = tests[corpus]
         stores = [layout.feature_store(upstream, corpus, view, i) for i in range(layout.num_shards(corpus))]
         for i, out in enumerate(stores):

@@ -175,5 +175,11 @@ def test_extract_upstream_writes_every_evaluated_store_like_extract_shard(tmp_pa
         assert got.fingerprint == ref.fingerprint
         for key in want:
             np.testing.assert_array_equal(got.get(key), ref.get(key))
+        if view != "clean":  # a teacher's scored-only shard (rule extract_teacher) holds the same keys
+            subset = tmp_path / f"test-{view}-{shard}.zarr"
+            extract_shard(str(config), "tiny", layout.view_store(corpus, view, shard), str(subset),
+                          test_split_of=layout.manifest(corpus))
+            assert Store(subset).ids == got.ids
+            np.testing.assert_array_equal(Store(subset).get(want[0]), ref.get(want[0]))
     assert len(FeatureCache.open(layout.feature_index("tiny", "synthetic", "clean")).keys) == 6
     assert len(FeatureCache.open(layout.feature_index("tiny", "synthetic", "indomain")).keys) == 2

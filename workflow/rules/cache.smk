@@ -1,10 +1,12 @@
 # Stage 1b: each teacher runs once per (corpus, view, shard); students are cached the same way for
-# downstream evaluation. One writer per zarr store; an index TSV per (upstream, corpus, view).
+# downstream evaluation. A (corpus, view) that is only scored (no head trains on it, no student distils from it)
+# is extracted for its test split alone. One writer per zarr store; an index TSV per (upstream, corpus, view).
 
 
 rule extract_teacher:
     input:
-        L.view_store("{corpus}", "{view}", "{shard}"),
+        audio=L.view_store("{corpus}", "{view}", "{shard}"),
+        manifest=teacher_test_manifest,  # a view only scored for this teacher: its test split alone
     output:
         directory(L.feature_store("{teacher}", "{corpus}", "{view}", "{shard}")),
     log:
@@ -18,11 +20,12 @@ rule extract_teacher:
     params:
         config=CONFIG_FILE,
         spec=lambda w: config["teachers"][w.teacher],  # editing the teacher's entry reruns its extraction
+        subset=lambda w, input: f"--test-split-of {input.manifest}" if input.manifest else "",
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline extract --config {params.config} --upstream {wildcards.teacher} --audio {input} "
-        "--out {output} --threads {threads} 2> {log}"
+        "python -m pipeline extract --config {params.config} --upstream {wildcards.teacher} --audio {input.audio} "
+        "--out {output} --threads {threads} {params.subset} 2> {log}"
 
 
 # A student's forward over a shard costs about what starting Python and importing torch does, so one job per

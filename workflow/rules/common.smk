@@ -33,6 +33,13 @@ def evaluate_inputs(upstream, wildcards):
             "manifests": sorted({L.manifest(corpus) for corpus, _ in sources})}
 
 
+def teacher_test_manifest(wildcards):
+    """The corpus manifest whose test split is all a teacher extracts of a scored-only view; else nothing."""
+    if L.scored_only(wildcards.teacher, wildcards.corpus, wildcards.view):
+        return L.manifest(wildcards.corpus)
+    return []
+
+
 def report_output(name):
     """A report file, flagged for `snakemake --report` (tables as HTML pages, figures as PNGs; captions in
     workflow/report/, paths relative to workflow/rules/report.smk)."""
