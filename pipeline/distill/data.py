@@ -233,6 +233,7 @@ class DistillBatches:
         if len(self.layers) != len(self.targets):
             raise ValueError(f"{len(self.layers)} layer lists for {len(self.targets)} target caches")
         self.crop_frames = crop_frames
+        self.last_picks: list[Pick] = []
         self.distinct_copies = distinct_copies  # same view in and out: never pair a copy with itself
         self.target_view = target_view
         self.extras = list(extras)
@@ -313,6 +314,7 @@ class DistillBatches:
         """A Batch of `batch_size` items (utterances drawn with replacement only when there are too few)."""
         utts = self._draw(batch_size)
         items = [self._item(self.utts[i]) for i in utts]
+        self.last_picks = [pick for _, _, pick in items]  # what each row of the batch is (for checks, benchmarks)
         extras = [[e.item(pick) for _, _, pick in items] for e in self.extras]
         lengths = torch.tensor([len(a) for a, _, _ in items])
         wav = torch.zeros(batch_size, int(lengths.max()))
@@ -348,6 +350,14 @@ class DistillBatches:
         return [[torch.from_numpy(np.concatenate(x)[:max_frames]) for x in per] for per in out]
 
 
+class BatchSource(Protocol):
+    """What Prefetcher draws from: DistillBatches, or anything with its `next` and sampler `rng`."""
+
+    rng: np.random.Generator
+
+    def next(self, batch_size: int) -> Batch: ...
+
+
 class Prefetcher:
     """Draws `source`'s next batch in a background thread while the caller trains on the current one.
 
@@ -355,7 +365,7 @@ class Prefetcher:
     same RNG); `rng_state` is the sampler state after the batches handed out so far, which is what a resumed
     run must restore. Hides cache reads (a cold page cache costs 20-30% of a small student's step)."""
 
-    def __init__(self, source: DistillBatches, batch_size: int, depth: int = 1) -> None:
+    def __init__(self, source: BatchSource, batch_size: int, depth: int = 1) -> None:
         self.source, self.batch_size = source, batch_size
         self.rng_state: dict[str, Any] = source.rng.bit_generator.state
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)

@@ -23,9 +23,10 @@ def test_quick_run_writes_well_formed_results(tmp_path):
     assert on_disk["headline"] == json.loads(json.dumps(report["headline"]))
     assert run_all.check(on_disk) == []
     ids = {row["id"] for row in on_disk["headline"]}
-    for prefix in ("1.whisper_base", "1.hubert_base", "2.whisper_base", "3.store_none", "3.loader.whisper_base",
-                   "3.loader_cold.whisper_base", "4.float16+none", "4.float16+zstd", "4.float32+none",
-                   "5.whisper_base.N1", "5.hubert_base.N10", "6.size"):
+    for prefix in ("1.whisper_base", "1.whisper_base.crop", "1.hubert_base", "2.whisper_base", "3.store_none",
+                   "3.loader.whisper_base", "3.loader_cold.whisper_base", "3.loader_cold_sync.whisper_base",
+                   "4.float16+none", "4.float16+zstd", "4.float32+none", "5.whisper_base.N1",
+                   "5.hubert_base.N10", "6.size"):
         assert prefix in ids, f"{prefix} missing from the headline"
     for row in on_disk["headline"]:
         assert math.isfinite(row["ratio"]) and row["ratio"] > 0, row
@@ -35,8 +36,14 @@ def test_quick_run_writes_well_formed_results(tmp_path):
     assert all(f"| {i} |" in md for i in ids)
     # sides really ran: every interleaved side has one sample per repeat
     d = on_disk["distill_speed"]["whisper_base"]
-    assert len(d["cached"]["runs"]) == len(d["online"]["runs"]) == run_all.QUICK.distill_repeats
+    assert len(d["cached"]["runs"]) == len(d["online"]["runs"]) == len(d["online_crop"]["runs"]) \
+        == run_all.QUICK.distill_repeats
     assert len(d["speedup"]["per_repeat"]) == run_all.QUICK.distill_repeats
+    # the whole-utterance online side computes the cached targets (float16 apart); the teacher hears more audio
+    assert d["target_cosine_to_cached"]["online"] > 0.999
+    assert d["online"]["teacher_audio_seconds_per_step"] >= d["online_crop"]["teacher_audio_seconds_per_step"]
+    loader = on_disk["loader"]["whisper_base"]
+    assert len(loader["cold_blocked_ms"]) == run_all.QUICK.cold_steps < len(loader["cold_read_ms"])
     # storage: uncompressed stores hold every byte, padded by at most one inner chunk (plus the shard index)
     st = on_disk["storage"]
     for dtype, size in (("float16", 2), ("float32", 4)):
