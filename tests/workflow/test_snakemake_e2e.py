@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from pipeline.cache.index import FeatureCache
+from pipeline.cache.store import Store
 from pipeline.config import validate_config
 from pipeline.corpus.manifest import read_manifest
 from pipeline.students.checkpoint import load_student
@@ -117,6 +118,21 @@ def test_second_student_adds_no_extraction_job(run: Path) -> None:
     counts = job_counts(dry)
     assert counts.get("train_student") == 1, counts
     assert "extract_teacher" not in counts, counts
+
+
+def test_student_on_a_scored_only_view_re_extracts_that_view_in_full(run: Path) -> None:
+    """The run extracted the teacher's ood view for its test split alone (only scored); a student that distils
+    from ood makes Snakemake re-extract exactly that view's shards, in full."""
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    layout = Layout(validate_config(config))
+    store = run / layout.feature_store("tiny", "synthetic", "ood", 0)
+    test = set(read_manifest(run / layout.manifest("synthetic")).query("split == 'test'")["utt_id"])
+    assert {k.rsplit("@", 1)[0] for k in Store(store).ids} <= test
+    config["students"]["stu3"] = {**config["students"]["stu"], "target_view": "ood"}
+    (run / "config3.yaml").write_text(yaml.safe_dump(config))
+    dry = snakemake(run, "-n", "-p", "all", "--configfile", str(run / "config3.yaml")).stdout
+    assert job_counts(dry).get("extract_teacher") == layout.num_shards("synthetic"), job_counts(dry)
+    assert "--test-split-of" not in dry and "ood/shard0.zarr" in dry
 
 
 def test_up_to_date_after_run(run: Path) -> None:
