@@ -172,9 +172,10 @@ class Layout:
         return {self.task_source(t, "clean") for t in self.evaluations().get(upstream, [])}
 
     def scored_only(self, upstream: str, corpus: str, view: str) -> bool:
-        """Whether only the test split of `upstream`'s (corpus, view) features is ever read: no head trains on
-        it and no student distils from it (its target view), so extraction can skip the other splits."""
-        if (corpus, view) in self.head_sources(upstream):
+        """Whether only the test split of `upstream`'s (corpus, view) features is ever read: it is scored, no
+        head trains on it and no student distils from it (its target view), so extraction can skip the other
+        splits. A source nothing in the config reads (asked for by hand) is extracted whole."""
+        if (corpus, view) not in self.feature_sources(upstream) or (corpus, view) in self.head_sources(upstream):
             return False
         for name, spec in self.cfg["students"].items():
             teachers = [spec["teacher"]] if isinstance(spec["teacher"], str) else spec["teacher"]

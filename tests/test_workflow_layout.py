@@ -122,3 +122,13 @@ def test_scored_only_sources_are_those_no_training_reads():
         assert L.scored_only("whisper_base", "synthetic", "ood") and not L.scored_only("whisper_base", "synthetic",
                                                                                         "indomain")
         assert L.scored_only("whisper_tiny", "synthetic", "indomain") is ("tiny_noisy" not in cfg["students"])
+
+
+def test_a_source_nothing_reads_is_extracted_whole():
+    """A teacher no head evaluates and no student distils from (its store asked for by hand) is not cut down."""
+    cfg = _cfg()
+    cfg["downstream"]["upstreams"] = ["distilhubert"]
+    L = Layout(cfg)
+    assert L.feature_sources("whisper_tiny") == []
+    assert not any(L.scored_only("whisper_tiny", "synthetic", v) for v in ("clean", "indomain", "ood"))
+    assert L.scored_only("distilhubert", "synthetic", "ood")
