@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterable
@@ -19,6 +20,12 @@ REPORT_TABLES = ("superb", "robustness", "ensembles", "lstm", "text", "cost_teac
 REPORT_FIGURES = ("robustness.png", "head_curves.png", "student_curves.png", "layer_weights.png")
 REPORT_FILES = (*(f"{t}.{x}" for t in REPORT_TABLES for x in ("md", "csv", "tex", "html")),
                 "tables.md", "scores.csv", *REPORT_FIGURES)
+
+
+def canonical(entry: Any) -> str:
+    """A config entry as sorted JSON: a rule param that changes when the entry's content does, not its key order
+    (Snakemake reruns a job whose params differ, and compares them as written)."""
+    return json.dumps(entry, sort_keys=True)
 
 
 class Layout:

@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from pipeline.config import validate_config
-from pipeline.workflow import CONDITIONS, REPORT_FILES, Layout
+from pipeline.workflow import CONDITIONS, REPORT_FILES, Layout, canonical
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -132,3 +132,11 @@ def test_a_source_nothing_reads_is_extracted_whole():
     assert L.feature_sources("whisper_tiny") == []
     assert not any(L.scored_only("whisper_tiny", "synthetic", v) for v in ("clean", "indomain", "ood"))
     assert L.scored_only("distilhubert", "synthetic", "ood")
+
+
+def test_canonical_entry_ignores_key_order_only():
+    a = {"kind": "hf", "model": "m", "layers": "all", "opts": {"x": 1, "y": [1, 2]}}
+    b = {"opts": {"y": [1, 2], "x": 1}, "layers": "all", "model": "m", "kind": "hf"}
+    assert list(a) != list(b) and canonical(a) == canonical(b)
+    assert canonical(a) != canonical({**a, "layers": [1, 2]})
+    assert canonical({**a, "opts": {"x": 1, "y": [2, 1]}}) != canonical(a)  # list order is content

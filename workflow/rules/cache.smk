@@ -19,7 +19,7 @@ rule extract_teacher:
         runtime=240,
     params:
         config=CONFIG_FILE,
-        spec=lambda w: config["teachers"][w.teacher],  # editing the teacher's entry reruns its extraction
+        spec=lambda w: canonical(config["teachers"][w.teacher]),  # editing the teacher's entry reruns its extraction
         subset=lambda w, input: f"--test-split-of {input.manifest}" if input.manifest else "",
     conda:
         "../../envs/pipeline.yaml"

@@ -4,7 +4,7 @@ from functools import partial
 
 from pipeline.config import validate_config
 from pipeline.distill.inputs import student_input_files, train_flags
-from pipeline.workflow import CONDITIONS, REPORT_FILES, Layout
+from pipeline.workflow import CONDITIONS, REPORT_FILES, Layout, canonical
 
 validate_config(config)
 L = Layout(config)

@@ -71,7 +71,7 @@ rule prepare_corpus:
         corpus=L.regex(L.datasets),
     params:
         config=CONFIG_FILE,
-        spec=lambda w: L.datasets[w.corpus],  # a changed root or option prepares the corpus again
+        spec=lambda w: canonical(L.datasets[w.corpus]),  # a changed root or option prepares the corpus again
     threads: 1
     resources:
         mem_mb=4000,

@@ -19,7 +19,7 @@ rule train_student:
     params:
         config=CONFIG_FILE,
         inputs=student_flags,
-        spec=lambda w: config["students"][w.student],  # editing the student's entry retrains it
+        spec=lambda w: canonical(config["students"][w.student]),  # editing the student's entry retrains it
         out_dir=lambda w: L.student(w.student, ""),
         resume_dir=f"{L.root}/.resume",
     threads: 1
