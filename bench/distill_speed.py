@@ -95,18 +95,10 @@ class Trainee:
         return loss.item()
 
 
-def teacher_targets(teacher: Teacher, wav: torch.Tensor, lengths: torch.Tensor,
-                    layers: list[int]) -> list[torch.Tensor]:
-    """Online targets on the crops: the teacher's hidden states of each crop, one zero-padded (B, F, D) tensor
-    per layer."""
-    clips = [wav[b, :int(n)] for b, n in enumerate(lengths)]
-    return _crop_targets(teacher, clips, None, layers)
-
-
-def _crop_targets(teacher: Teacher, clips: list[torch.Tensor], crops: list[tuple[int, int]] | None,
-                  layers: list[int]) -> list[torch.Tensor]:
-    """The teacher's hidden states of `clips`, each cut to its (start, frames) crop (None: whole), one
-    zero-padded (B, F, D) tensor per layer."""
+def teacher_targets(teacher: Teacher, clips: list[torch.Tensor], layers: list[int],
+                    crops: list[tuple[int, int]] | None = None) -> list[torch.Tensor]:
+    """Online targets: the teacher's hidden states of `clips`, each cut to its (start, frames) crop (None:
+    whole), one zero-padded (B, F, D) tensor per layer."""
     states = teacher.upstream.hidden_states_batch(clips)
     spans = crops or [(0, per_clip[0].shape[0]) for per_clip in states]
     out = [torch.zeros(len(clips), max(n for _, n in spans), teacher.upstream.dim) for _ in layers]
@@ -114,12 +106,6 @@ def _crop_targets(teacher: Teacher, clips: list[torch.Tensor], crops: list[tuple
         for j, layer in enumerate(layers):
             out[j][b, :n] = per_clip[layer][start:start + n]
     return out
-
-
-def whole_targets(teacher: Teacher, utterances: list[torch.Tensor], crops: list[tuple[int, int]],
-                  layers: list[int]) -> list[torch.Tensor]:
-    """Online targets as the cache holds them: the teacher's hidden states of each whole utterance, cropped."""
-    return _crop_targets(teacher, utterances, crops, layers)
 
 
 def frame_cosine(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
@@ -140,6 +126,11 @@ class OnlineBatch:
     lengths: torch.Tensor
     utterances: list[torch.Tensor]
     crops: list[tuple[int, int]]
+
+    @property
+    def clips(self) -> list[torch.Tensor]:
+        """Each item's crop audio without padding."""
+        return [self.wav[b, :int(n)] for b, n in enumerate(self.lengths)]
 
 
 @dataclass
@@ -179,8 +170,8 @@ def make_scenario(teacher: Teacher, student: StudentSpec, audio: Path, targets: 
         whole = [torch.from_numpy(np.array(audio_cache.get(p.key_tgt), np.float32)) for p in twin.last_picks]
         online.append(OnlineBatch(batch.wav, batch.lengths, whole, [(p.start, p.frames) for p in twin.last_picks]))
         if i == 0:  # the online sides must produce the cached targets' shapes (and, whole, their values)
-            got = {"online": whole_targets(teacher, whole, online[0].crops, layers),
-                   "online_crop": teacher_targets(teacher, batch.wav, batch.lengths, layers)}
+            got = {"online": teacher_targets(teacher, whole, layers, online[0].crops),
+                   "online_crop": teacher_targets(teacher, online[0].clips, layers)}
             for side, tgts in got.items():
                 if [tuple(t.shape) for t in tgts] != [tuple(t.shape) for t in batch.targets[0]]:
                     raise RuntimeError(f"{teacher.name} {side}: targets {[tuple(t.shape) for t in tgts]} vs cached "
@@ -222,16 +213,13 @@ def online_side(sc: Scenario, side: str, steps: int) -> Sample:
     for _ in range(steps):
         ob = sc.online_batches[sc.online_used.get(side, 0)]
         sc.online_used[side] = sc.online_used.get(side, 0) + 1
+        clips, crops = (ob.utterances, ob.crops) if side == "online" else (ob.clips, None)
         with Clock() as fwd:
-            if side == "online":
-                tgts = whole_targets(sc.teacher, ob.utterances, ob.crops, sc.layers)
-                heard = sum(len(u) for u in ob.utterances)
-            else:
-                tgts = teacher_targets(sc.teacher, ob.wav, ob.lengths, sc.layers)
-                heard = int(ob.lengths.sum())
+            tgts = teacher_targets(sc.teacher, clips, sc.layers, crops)
         with Clock() as train:
             sc.models[side].step(Batch(ob.wav, ob.lengths, [tgts]))
-        records.append({"teacher_wall": fwd.wall, "teacher_cpu": fwd.cpu, "audio_seconds": heard / SAMPLE_RATE,
+        records.append({"teacher_wall": fwd.wall, "teacher_cpu": fwd.cpu,
+                        "audio_seconds": sum(len(c) for c in clips) / SAMPLE_RATE,
                         "step_wall": fwd.wall + train.wall, "step_cpu": fwd.cpu + train.cpu})
         wall += fwd.wall + train.wall
         cpu += fwd.cpu + train.cpu

@@ -184,9 +184,11 @@ class Layout:
         splits. A source nothing in the config reads (asked for by hand) is extracted whole."""
         if (corpus, view) not in self.feature_sources(upstream) or (corpus, view) in self.head_sources(upstream):
             return False
+        from pipeline.distill.inputs import teacher_list
+
         for name, spec in self.cfg["students"].items():
-            teachers = [spec["teacher"]] if isinstance(spec["teacher"], str) else spec["teacher"]
-            if upstream in teachers and (self.student_corpus(name), spec.get("target_view", "clean")) == (corpus, view):
+            source = (self.student_corpus(name), spec.get("target_view", "clean"))
+            if upstream in teacher_list(spec["teacher"]) and source == (corpus, view):
                 return False
         return True
 
