@@ -46,7 +46,8 @@ class TextBatch:
 class Batch:
     """One training batch. wav (B, S) zero-padded with lengths (B,); targets[teacher][layer] (B, F, D)
     zero-padded; domains (B,) class ids; clusters (B, F) ids, -1 on padding; text transcript targets;
-    progress = step / steps (for schedules such as the DANN lambda ramp)."""
+    progress = step / steps (for schedules such as the DANN lambda ramp); offsets (B,) the 50 Hz frame where
+    each crop starts in its utterance (students with absolute positions place the crop there)."""
 
     wav: torch.Tensor
     lengths: torch.Tensor
@@ -55,6 +56,7 @@ class Batch:
     clusters: torch.Tensor | None = None
     text: TextBatch | None = None
     progress: float = 0.0
+    offsets: torch.Tensor | None = None
 
     @property
     def frames(self) -> int | None:
@@ -325,7 +327,7 @@ class DistillBatches:
             for k, per in enumerate(tgts):
                 for layer, t in enumerate(per):
                     targets[k][layer][b, :t.shape[0]] = torch.from_numpy(t)
-        batch = Batch(wav, lengths, targets)
+        batch = Batch(wav, lengths, targets, offsets=torch.tensor([p.start for _, _, p in items]))
         for extra, values in zip(self.extras, extras, strict=True):
             setattr(batch, extra.field, extra.collate(values, frames))
         return batch

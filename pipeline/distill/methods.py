@@ -58,11 +58,15 @@ class MethodContext:
 
 
 class PredictionHead(nn.Module):
-    """Small MLP mapping the student's last hidden state to one teacher layer."""
+    """Maps the student's last hidden state to one teacher layer: a small MLP, or one linear layer
+    (s3prl's DistilHuBERT default, which learns faster in short runs)."""
 
-    def __init__(self, dim_in: int, dim_out: int) -> None:
+    def __init__(self, dim_in: int, dim_out: int, kind: str = "mlp") -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(dim_in, dim_in), nn.GELU(), nn.Linear(dim_in, dim_out))
+        if kind == "linear":
+            self.net = nn.Sequential(nn.Linear(dim_in, dim_out))
+        else:
+            self.net = nn.Sequential(nn.Linear(dim_in, dim_in), nn.GELU(), nn.Linear(dim_in, dim_out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -119,12 +123,14 @@ class DistilHuBERT(Method):
     (arXiv 2110.01900). With input and target views that differ this is cross-distortion mapping
     (arXiv 2210.07978): setup 1 = distorted input / clean targets, setup 2 = distinct distorted copies."""
 
-    OPTIONS = {"cos_weight": 1.0}
+    OPTIONS = {"cos_weight": 1.0, "head": "mlp"}
+    CHOICES = {"head": ("mlp", "linear")}
 
     def __init__(self, ctx: MethodContext, options: dict[str, Any] | None = None) -> None:
         super().__init__(ctx, options)
         self.cos_weight = float(self.options["cos_weight"])
-        self.heads = nn.ModuleList(PredictionHead(ctx.student_dim, d) for d in ctx.target_dims[0])
+        self.heads = nn.ModuleList(PredictionHead(ctx.student_dim, d, self.options["head"])
+                                   for d in ctx.target_dims[0])
 
     def head_loss(self, i: int, pred: torch.Tensor, target: torch.Tensor,
                   mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
@@ -158,7 +164,7 @@ class DomainAdversarial(DistilHuBERT):
 
     OPTIONS = {**DistilHuBERT.OPTIONS, "lambda": 0.1, "hidden": 256, "domain_labels": "clean_vs_distorted",
                "clean_prob": 0.5, "ramp": True}
-    CHOICES = {"domain_labels": DOMAIN_SCHEMES}
+    CHOICES = {**DistilHuBERT.CHOICES, "domain_labels": DOMAIN_SCHEMES}
 
     @classmethod
     def needs(cls, options: dict[str, Any] | None = None) -> Needs:
@@ -191,7 +197,7 @@ class CorrelationMetric(DistilHuBERT):
 
     OPTIONS = {**DistilHuBERT.OPTIONS, "weighting": "fixed", "l1_cos": True, "pool_frames": 150,
                "auto_ratio": 0.1}
-    CHOICES = {"weighting": ("fixed", "auto")}
+    CHOICES = {**DistilHuBERT.CHOICES, "weighting": ("fixed", "auto")}
 
     def __init__(self, ctx: MethodContext, options: dict[str, Any] | None = None) -> None:
         super().__init__(ctx, options)
@@ -203,11 +209,10 @@ class CorrelationMetric(DistilHuBERT):
                   mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         loss, logs = correlation_loss(pred, target, mask, pool_frames=int(self.options["pool_frames"]),
                                       weighting=self.weighting, state=self.balance[i])
+        l1c, parts = l1_cosine(pred, target, mask, self.cos_weight)
         if self.with_l1_cos:
-            l1c, parts = l1_cosine(pred, target, mask, self.cos_weight)
             loss = loss + l1c
-            logs = {**logs, "cos": parts["cos"]}
-        return loss, logs
+        return loss, {**logs, "cos": parts["cos"]}
 
 
 class Ensemble(Method):
@@ -223,8 +228,8 @@ class Ensemble(Method):
     """
 
     many_teachers = True
-    OPTIONS = {"aggregate": "average", "proj_dim": 0, "cos_weight": 1.0, "fit_frames": 10000}
-    CHOICES = {"aggregate": ("average", "concat", "heads")}
+    OPTIONS = {"aggregate": "average", "proj_dim": 0, "cos_weight": 1.0, "fit_frames": 10000, "head": "mlp"}
+    CHOICES = {"aggregate": ("average", "concat", "heads"), "head": ("mlp", "linear")}
 
     @classmethod
     def needs(cls, options: dict[str, Any] | None = None) -> Needs:
@@ -268,7 +273,7 @@ class Ensemble(Method):
             outs = [sum(per[j] for per in dims) for j in range(self.n_layers)]
         else:
             outs = [self.proj_dim] * self.n_layers
-        self.heads = nn.ModuleList(PredictionHead(ctx.student_dim, d) for d in outs)
+        self.heads = nn.ModuleList(PredictionHead(ctx.student_dim, d, self.options["head"]) for d in outs)
 
     def teacher_target(self, k: int, j: int, target: torch.Tensor) -> torch.Tensor:
         """Teacher k's layer-j target: layer-normalised, projected (when projecting) and normalised again."""
@@ -357,7 +362,8 @@ class ClusterKD(Method):
         kd = self.kd_term(logits, teacher, ids.clamp_min(0), valid)
         ce = masked_mean(F.cross_entropy(logits.float().transpose(1, 2), ids.clamp_min(0), reduction="none"), valid)
         acc = masked_mean((logits.argmax(-1) == ids).float(), valid)
-        return kd + self.ce * ce, {"kd": kd.item(), "ce": ce.item(), "acc": acc.item()}
+        cos = masked_mean(F.cosine_similarity(logits.softmax(-1), teacher.softmax(-1), dim=-1), valid)
+        return kd + self.ce * ce, {"kd": kd.item(), "ce": ce.item(), "acc": acc.item(), "cos": cos.item()}
 
 
 class DecoupledKD(ClusterKD):
@@ -420,8 +426,9 @@ class TextAligned(_TextStudent):
                                  temperature=float(o["attention_temperature"])) for g in self.granularities]
         loss = float(o["global_weight"]) * glob + float(o["local_weight"]) * self.mixture(local)
         weights = self.mixture.weights().tolist()
-        logs = {"global": glob.item(), **{f"local_{g}": v.item() for g, v in zip(self.granularities, local,
-                                                                                   strict=True)},
+        cos = F.cosine_similarity(pooled, batch.text.sentence.to(pooled.dtype), dim=-1).mean()
+        logs = {"global": glob.item(), "cos": cos.item(),
+                **{f"local_{g}": v.item() for g, v in zip(self.granularities, local, strict=True)},
                 **{f"weight_{g}": w for g, w in zip(self.granularities, weights, strict=True)}}
         return loss, logs
 

@@ -8,6 +8,7 @@ import math
 import os
 import time
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -19,13 +20,15 @@ from pipeline.config import load_config
 from pipeline.corpus.manifest import read_manifest
 from pipeline.distill.data import ClusterIds, DistillBatches, DomainLabels, Extra, Prefetcher, TextTargets
 from pipeline.distill.inputs import teacher_list
-from pipeline.distill.methods import MethodContext, Needs, build_method, get_method
+from pipeline.distill.methods import Method, MethodContext, Needs, build_method, get_method
 from pipeline.report.figures import plot_curve
 from pipeline.students.checkpoint import build_student, count_params, save_student
 from pipeline.teachers.registry import pick_device, relative_depth_layers
 
 log = logging.getLogger(__name__)
 DEFAULT_TRAIN = {"steps": 1000, "batch_size": 8, "crop_seconds": 2.0, "lr": 2e-4, "warmup": 0.07}
+DEV_BATCHES = 4  # held-out dev batches scored during training (the same crops every time)
+DEV_EVALS = 8  # dev evaluations over a run, besides the one before the first step
 
 
 def lr_at(step: int, steps: int, peak: float, warmup: float) -> float:
@@ -135,6 +138,42 @@ def open_sources(spec: dict, needs: Needs, audio: list[str], targets: list[str],
     return batches, ctx
 
 
+def dev_batches(spec: dict, needs: Needs, audio: list[str], targets: list[str], plans: list[str], codebook: str,
+                text: str, dev_ids: list[str], crop_frames: int, seed: int, batch_size: int,
+                expect: dict[str, dict] | None = None) -> list:
+    """A fixed list of batches drawn from the dev split (its own RNG: training draws are unchanged)."""
+    if not dev_ids:
+        return []
+    source, _ = open_sources(spec, replace(needs, target_sample=0), audio, targets, plans, codebook, text, dev_ids,
+                             crop_frames, seed + 1, expect)
+    return [source.next(batch_size) for _ in range(DEV_BATCHES)]
+
+
+@torch.no_grad()
+def evaluate_dev(model: torch.nn.Module, method: Method, batches: list, device: torch.device) -> dict[str, float]:
+    """Mean of the method's per-target cosines (logs named cos*) over the dev batches: `dev_cos`, and each
+    target's own as `dev_<key>`. Eval mode (no dropout, no running-statistics updates), then back to training."""
+    if not batches:
+        return {}
+    model.eval()
+    method.eval()
+    sums: dict[str, float] = {}
+    for batch in batches:
+        batch = batch.to(device)
+        batch.progress = 1.0
+        states, mask = model(batch.wav, batch.lengths, batch.offsets)
+        frames = states[-1].shape[1] if batch.frames is None else min(states[-1].shape[1], batch.frames)
+        _, logs = method([s[:, :frames] for s in states], mask[:, :frames], batch.trim(frames))
+        for key, value in logs.items():
+            if key.startswith("cos"):
+                sums[key] = sums.get(key, 0.0) + value / len(batches)
+    model.train()
+    method.train()
+    if not sums:
+        raise ValueError(f"method {type(method).__name__} logs no target cosine (a log named cos*)")
+    return {"dev_cos": sum(sums.values()) / len(sums), **{f"dev_{k}": v for k, v in sums.items()}}
+
+
 def _save_artifacts(files: dict[str, dict[str, torch.Tensor]], out: Path) -> None:
     from safetensors.torch import save_file
 
@@ -167,18 +206,31 @@ def train_student(config: str, student: str, manifest: str, audio: list[str], ta
 
     audio = [audio] if isinstance(audio, str) else list(audio)
     targets = [targets] if isinstance(targets, str) else list(targets or [])
-    train_ids = read_manifest(manifest).query("split == 'train'")["utt_id"].tolist()
+    rows = read_manifest(manifest)
+    train_ids = rows.query("split == 'train'")["utt_id"].tolist()
+    dev_ids = rows.query("split == 'dev'")["utt_id"].tolist()
     crop = int(train["crop_seconds"] * 50)
     expect = {t: expected_fingerprint(cfg, t) for t in teacher_list(spec["teacher"]) if t in cfg["teachers"]}
     batches, ctx = open_sources(spec, needs, audio, targets, list(plans or []), codebook, text, train_ids, crop,
                                 seed, expect)
     layers = ctx.layers
+    dev = dev_batches(spec, needs, audio, targets, list(plans or []), codebook, text, dev_ids, crop, seed,
+                      train["batch_size"], expect)
 
-    model = build_student(method_cls.student, spec.get("arch", {})).to(device)
+    model = build_student(method_cls.student, spec.get("arch", {}))
+    init = None
+    if spec.get("init"):
+        from pipeline.students.init import init_from_teacher
+        from pipeline.teachers.registry import load_upstream
+
+        init = init_from_teacher(model, load_upstream(spec["init"], cfg["teachers"][spec["init"]]))
+    model = model.to(device)
     ctx.student_dim = model.dim
     method = build_method(spec["method"], ctx, options).to(device)
     params = list(model.parameters()) + list(method.parameters())
-    opt = torch.optim.AdamW(params, lr=train["lr"])
+    head_scale = float(train.get("head_lr_scale", 1.0))  # method parameters (heads) may learn faster
+    opt = torch.optim.AdamW([{"params": list(model.parameters()), "scale": 1.0},
+                             {"params": list(method.parameters()), "scale": head_scale}], lr=train["lr"])
     log.info("%s: %s, %d student params (+%d method), teachers %s layers %s, %d train utterances", student,
              spec["method"], count_params(model), count_params(method), ctx.teachers, layers, len(batches.utts))
 
@@ -204,14 +256,17 @@ def train_student(config: str, student: str, manifest: str, audio: list[str], ta
     method.train()
     t0 = time.perf_counter()
     loader = Prefetcher(batches, train["batch_size"])  # after the resume: it draws from the restored RNG
+    dev_every = max(1, steps // DEV_EVALS)
+    if start == 0:
+        curve.append({"step": 0, **evaluate_dev(model, method, dev, device)})
     for step in tqdm(range(start, steps), desc=f"train {student}", initial=start, total=steps, mininterval=5):
         lr = lr_at(step, steps, train["lr"], train["warmup"])
         for group in opt.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group["scale"]
         batch = loader.next().to(device)
         batch.progress = step / steps
         with autocast:
-            states, mask = model(batch.wav, batch.lengths)
+            states, mask = model(batch.wav, batch.lengths, batch.offsets)
             frames = states[-1].shape[1] if batch.frames is None else min(states[-1].shape[1], batch.frames)
             states = [s[:, :frames] for s in states]
             loss, logs = method(states, mask[:, :frames], batch.trim(frames))
@@ -221,8 +276,12 @@ def train_student(config: str, student: str, manifest: str, audio: list[str], ta
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 10.0)
         opt.step()
-        if step % log_every == 0 or step == steps - 1:
-            curve.append({"step": step, "train_loss": loss.item(), "lr": lr, **logs})
+        row = {"step": step + 1, "train_loss": loss.item(), "lr": lr, **logs} if (
+            step % log_every == 0 or step == steps - 1) else {}
+        if (step + 1) % dev_every == 0 or step == steps - 1:
+            row = {"step": step + 1, **row, **evaluate_dev(model, method, dev, device)}
+        if row:
+            curve.append(row)
         if (step + 1) % ckpt_every == 0 and step + 1 < steps:
             _atomic_save({"model": model.state_dict(), "method": method.state_dict(), "opt": opt.state_dict(),
                           "data_rng": loader.rng_state, "torch_rng": torch.get_rng_state(),
@@ -237,7 +296,8 @@ def train_student(config: str, student: str, manifest: str, audio: list[str], ta
             "input_view": spec["input_view"], "target_view": spec["target_view"], "options": options,
             "train": train, "seed": seed, "train_seconds": round(elapsed, 1), "device": device.type,
             "steps_per_second": round(steps / max(elapsed, 1e-9), 3),
-            "method_params": count_params(method), "train_utterances": len(batches.utts), **method.metadata()}
+            "method_params": count_params(method), "train_utterances": len(batches.utts),
+            "init": init, **_dev_summary(curve), **method.metadata()}
     model.eval()
     _save_artifacts(method.artifacts(), out)
     save_student(model, method.student, meta, out)
@@ -245,11 +305,25 @@ def train_student(config: str, student: str, manifest: str, audio: list[str], ta
     state_path.unlink(missing_ok=True)
 
 
+def _dev_summary(curve: list[dict]) -> dict:
+    """The held-out dev target cosine at the end of training, and the first step where the dev cosine was
+    within 1 % of its last value (where the curve flattened)."""
+    dev = [(row["step"], row["dev_cos"]) for row in curve if "dev_cos" in row]
+    if not dev:
+        return {"dev_target_cosine": None}
+    last = dev[-1][1]
+    flat = next(step for step, value in dev if abs(value - last) <= 0.01 * abs(last))
+    final = {k: round(v, 4) for k, v in curve[-1].items() if k.startswith("dev_cos_")}
+    return {"dev_target_cosine": round(last, 4), "dev_target_cosines": final, "dev_flat_step": flat,
+            "dev_crops": DEV_BATCHES}
+
+
 def _write_curve(curve: list[dict], out: Path, title: str) -> None:
     import pandas as pd
 
     df = pd.DataFrame(curve)
+    loss = df["train_loss"].dropna()
     df.to_csv(out / "curve.tsv", sep="\t", index=False)
     plot_curve(df, out / "curve.png", title=f"distillation loss: {title}")
-    (out / "summary.json").write_text(json.dumps({"first_loss": float(df["train_loss"].iloc[0]),
-                                                  "final_loss": float(df["train_loss"].iloc[-1])}))
+    (out / "summary.json").write_text(json.dumps({"first_loss": float(loss.iloc[0]),
+                                                  "final_loss": float(loss.iloc[-1])}))

@@ -20,15 +20,18 @@ def plot_curve(curve: pd.DataFrame, path: str | Path, title: str = "") -> None:
     """Training loss and dev metric against step (the `.curve.png` beside a head checkpoint); one line per
     seed when the frame has a `seed` column."""
     dev = [c for c in curve.columns if c.startswith("dev_")]
+    dev = ["dev_cos"] if "dev_cos" in dev else dev  # a student's curve: its mean held-out target cosine
     runs = list(curve.groupby("seed")) if "seed" in curve.columns else [(None, curve)]
     fig = _figure(figsize=(6, 3.5))
     ax = fig.subplots()
     twin = ax.twinx() if dev else None  # distillation curves have no dev metric: no empty second axis
     for i, (_, run) in enumerate(runs):
         alpha = 1.0 if i == 0 else 0.5
-        ax.plot(run["step"], run["train_loss"], color="tab:blue", alpha=alpha, label="train loss")
+        loss = run[["step", "train_loss"]].dropna()
+        ax.plot(loss["step"], loss["train_loss"], color="tab:blue", alpha=alpha, label="train loss")
         for col in dev:
-            twin.plot(run["step"], run[col], color="tab:orange", marker="o", ms=3, alpha=alpha, label=col)
+            points = run[["step", col]].dropna()
+            twin.plot(points["step"], points[col], color="tab:orange", marker="o", ms=3, alpha=alpha, label=col)
     ax.set_xlabel("step")
     ax.set_ylabel("train loss", color="tab:blue")
     if twin is not None:
@@ -113,22 +116,30 @@ def head_curves_figure(curves: dict[str, dict[str, pd.DataFrame]], path: str | P
 
 
 def student_curves_figure(curves: dict[str, pd.DataFrame], path: str | Path) -> None:
-    """Distillation loss relative to its first logged value against step, one line per student (log scale)."""
+    """Left: distillation loss relative to its first logged value (log scale); right: mean target cosine on
+    held-out dev crops; one line per student, against step."""
     if not curves:
         _empty(path, "no students in this run")
         return
-    fig = _figure(figsize=(8, 4.5))
-    ax = fig.subplots()
+    fig = _figure(figsize=(12, 4.5))
+    ax, dev_ax = fig.subplots(1, 2)
     for i, (name, curve) in enumerate(curves.items()):
-        loss = curve["train_loss"].to_numpy(dtype=float)
+        train = curve[["step", "train_loss"]].dropna()
+        loss = train["train_loss"].to_numpy(dtype=float)
         smooth = pd.Series(loss).rolling(max(1, len(loss) // 20), min_periods=1).mean().to_numpy()
         if len(loss) and np.isfinite(loss[0]) and abs(loss[0]) > 0:
-            ax.plot(curve["step"], smooth / abs(loss[0]), label=name, color=_color(i), lw=1.2)
+            ax.plot(train["step"], smooth / abs(loss[0]), label=name, color=_color(i), lw=1.2)
+        if "dev_cos" in curve.columns:
+            dev = curve[["step", "dev_cos"]].dropna()
+            dev_ax.plot(dev["step"], dev["dev_cos"], label=name, color=_color(i), lw=1.2, marker="o", ms=3)
     ax.set_yscale("log")
     ax.set_xlabel("distillation step")
     ax.set_ylabel("training loss / first loss")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, ncol=2, loc="upper right")
+    dev_ax.set_xlabel("distillation step")
+    dev_ax.set_ylabel("mean target cosine, held-out dev crops")
+    dev_ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 

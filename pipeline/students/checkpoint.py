@@ -10,7 +10,6 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from pipeline.students.frontend import RECEPTIVE_FIELD, conv_frames
 from pipeline.students.lstm import LSTMArch, LSTMStudent
 from pipeline.students.transformer import TransformerArch, TransformerStudent
 from pipeline.teachers.base import Upstream
@@ -56,10 +55,10 @@ class StudentUpstream(Upstream):
         self.model = model.eval()
         self.name, self.source = name, source
         self.num_layers, self.dim = model.num_layers, model.dim
-        self.min_samples = RECEPTIVE_FIELD
+        self.min_samples = model.min_samples
 
     def num_frames(self, num_samples: int) -> int:
-        return conv_frames(num_samples)
+        return self.model.num_frames(num_samples)
 
     @torch.inference_mode()
     def hidden_states(self, wav: torch.Tensor) -> list[torch.Tensor]:
@@ -73,7 +72,7 @@ class StudentUpstream(Upstream):
         lengths = torch.tensor([w.numel() for w in wavs], device=self.device)
         batch = torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True)
         states, _ = self.model(batch, lengths)
-        return [[s[i, :conv_frames(int(n))] for s in states] for i, n in enumerate(lengths)]
+        return [[s[i, :self.model.num_frames(int(n))] for s in states] for i, n in enumerate(lengths)]
 
 
 def load_student(checkpoint: str | Path, name: str | None = None) -> StudentUpstream:

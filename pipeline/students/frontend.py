@@ -59,5 +59,7 @@ def frame_mask(lengths: torch.Tensor, frames: int) -> torch.Tensor:
 
 
 def scale_grad(x: torch.Tensor, scale: float) -> torch.Tensor:
-    """Identity forward, gradient multiplied by `scale` (DistilHuBERT scales CNN gradients by 0.1)."""
+    """Identity forward, gradient multiplied by `scale` (DistilHuBERT scales CNN gradients by 0.1); 0 freezes."""
+    if scale == 0:
+        return x.detach()
     return x * scale + x.detach() * (1.0 - scale)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from pipeline.students.frontend import ConvFrontEnd, frame_mask, scale_grad
+from pipeline.students.frontend import RECEPTIVE_FIELD, ConvFrontEnd, conv_frames, frame_mask, scale_grad
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,15 @@ class LSTMStudent(nn.Module):
     def num_layers(self) -> int:
         return self.arch.layers + 1
 
-    def forward(self, wav: torch.Tensor, lengths: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    min_samples = RECEPTIVE_FIELD
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames of the hidden states for a clip of `num_samples` samples."""
+        return conv_frames(num_samples)
+
+    def forward(self, wav: torch.Tensor, lengths: torch.Tensor,
+                offsets: torch.Tensor | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """`offsets` are accepted for the common student interface and unused: an LSTM has no positions."""
         feats = scale_grad(self.frontend(wav, lengths), self.arch.cnn_grad_scale)
         mask = frame_mask(lengths, feats.shape[1])
         frames = mask.sum(1).cpu()

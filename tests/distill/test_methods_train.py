@@ -180,9 +180,12 @@ def test_every_method_trains_through_the_cli(run, name):
     assert cli.main(argv) == 0
     for f in ("model.safetensors", "config.json", "curve.tsv", "curve.png"):
         assert (out / f).exists() and (out / f).stat().st_size > 0, f
-    curve = pd.read_csv(out / "curve.tsv", sep="\t")
-    assert curve["step"].iloc[0] == 0 and curve["step"].iloc[-1] == 39
-    assert np.isfinite(curve["train_loss"]).all()
+    full = pd.read_csv(out / "curve.tsv", sep="\t")
+    # step = optimizer steps done; the row at step 0 is the held-out dev evaluation before training
+    assert full["step"].iloc[0] == 0 and full["step"].iloc[-1] == 40
+    assert np.isnan(full["train_loss"].iloc[0]) and np.isfinite(full["dev_cos"].iloc[[0, -1]]).all()
+    curve = full.dropna(subset=["train_loss"])
+    assert curve["step"].iloc[0] == 1 and np.isfinite(curve["train_loss"]).all()
     # DANN's total includes the adversarial domain term, which is not meant to fall; its distillation part is
     column = "distill" if CASES[name]["method"] == "dann" else "train_loss"
     first, last = curve[column].iloc[:3].mean(), curve[column].iloc[-3:].mean()
@@ -193,6 +196,8 @@ def test_every_method_trains_through_the_cli(run, name):
     assert meta["input_view"] == spec.get("input_view", "clean")
     assert meta["target_view"] == spec.get("target_view", "clean")
     assert meta["num_params"] > 0 and meta["train_seconds"] > 0 and isinstance(meta["options"], dict)
+    assert meta["dev_target_cosine"] == round(full["dev_cos"].iloc[-1], 4)
+    assert meta["dev_flat_step"] in set(full.dropna(subset=["dev_cos"])["step"])
     assert not (run["root"] / ".resume" / f"{name}.pt").exists()
     up = load_student(out)
     states = up.hidden_states(torch.randn(8000) * 0.1)
