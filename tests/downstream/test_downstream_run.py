@@ -3,6 +3,7 @@ is deterministic, and score handles distorted copies, real-speech manifests and 
 
 import itertools
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +123,30 @@ def test_score_counts_every_distorted_copy(tmp_path, config, planted, ks_head):
     score(config, "ks", "fake", "indomain", ks_head, features, manifest, str(tmp_path / "s.json"))
     result = json.loads((tmp_path / "s.json").read_text())
     assert result["n"] == 2 * len(test) and result["n_utterances"] == len(test)
+
+
+def test_score_records_test_utterances_without_features(tmp_path, config, planted, ks_head, caplog):
+    manifest, _, df = planted
+    test = sorted(df[(df["split"] == "test") & df["keyword"].notna()]["utt_id"])
+    dropped = test[::5]
+    rng = np.random.default_rng(6)
+    features = write_features(tmp_path / "part", {f"{u}@0": rng.normal(size=(10, LAYERS, DIM))
+                                                  for u in test if u not in dropped})
+    with caplog.at_level(logging.WARNING, logger="pipeline.downstream.run"):
+        score(config, "ks", "fake", "indomain", ks_head, features, manifest, str(tmp_path / "s.json"))
+    result = json.loads((tmp_path / "s.json").read_text())
+    assert result["missing_utterances"] == {"count": len(dropped), "of": len(test), "examples": dropped[:5]}
+    assert result["n_utterances"] == result["n"] == len(test) - len(dropped)
+    assert f"{features}: {len(dropped)} of {len(test)} labelled test utterances have no features" in caplog.text
+    assert dropped[0] in caplog.text and "indomain" in caplog.text
+    caplog.clear()
+    score(config, "ks", "fake", "clean", ks_head, planted[1], manifest, str(tmp_path / "all.json"))
+    assert json.loads((tmp_path / "all.json").read_text())["missing_utterances"] == {
+        "count": 0, "of": len(test), "examples": []}
+    assert "no features" not in caplog.text
+    none = write_features(tmp_path / "none", {"other@0": rng.normal(size=(10, LAYERS, DIM))}, shards=1)
+    with pytest.raises(ValueError, match=rf"{none}: none of the {len(test)} .*e\.g\. \['{test[0]}'"):
+        score(config, "ks", "fake", "ood", ks_head, none, manifest, str(tmp_path / "x.json"))
 
 
 def test_real_manifest_with_unseen_and_empty_labels(tmp_path, config, ks_head):
