@@ -213,9 +213,10 @@ def robustness_table(infos: dict[str, UpstreamInfo], scores: Scores, conditions:
     rows = [("teacher", infos[t]) for t in teachers] + students
     cols = _columns(scores, ["ks", "ic", "asr"], conditions)
     return _metric_table("robustness", "Robustness to distortions: KS / IC / ASR by test condition", scores, rows,
-                         cols, [NOTE, "indomain: noise, babble, small rooms, band-limiting (the distortion family "
-                                "students were trained with); ood: unseen sound effects, music, halls, telephone "
-                                "codec; real: Asterisk prompts (real human speech)."])
+                         cols, [NOTE, "indomain: Gaussian / coloured noise or babble, with small rooms, pitch shift "
+                                "or band-reject (arXiv 2210.07978's double recipe: the distortion family students "
+                                "were trained with); ood: unseen sound effects, music, halls, telephone codec, "
+                                "clipping; real: Asterisk prompts (real human speech)."])
 
 
 def ensemble_table(infos: dict[str, UpstreamInfo], scores: Scores) -> Table:
