@@ -6,10 +6,10 @@
     ratio(N) = T_without / T_with = N * E * c_online / c_extract
 
 c_online: teacher CPU-s per second of audio when it runs on the training crops inside the step
-(benchmark 1's cheaper online variant, so the ratio is a lower bound); c_extract: CPU-s per second of
-audio of the full extraction (teacher forward + store write, benchmark 2 or the cache build); r_read:
-data-loader CPU-s per second of cropped audio (benchmark 3b). E (epochs each student trains) and A
-(seconds of audio) are inputs; the ratio does not depend on A.
+(benchmark 1's headline side, as an online run pays it; on whole utterances it would cost more);
+c_extract: CPU-s per second of audio of the full extraction (teacher forward + store write, benchmark 2
+or the cache build); r_read: data-loader CPU-s per second of cropped audio (benchmark 3b). E (epochs each
+student trains) and A (seconds of audio) are inputs; the ratio does not depend on A.
 """
 
 from __future__ import annotations

@@ -171,7 +171,7 @@ def main(quick: bool, threads: int, seed: int, epochs: float, tmp_dir: str | Non
         for name in ("whisper_base", "hubert_base"):
             ov = report["extraction_overhead"].get(name)
             c_extract = ov["full_cpu_s_per_audio_s"] if ov else report["cache_build"][name]["cpu_s_per_audio_s"]
-            crop = distill[name]["online_crop"]  # the cheaper online variant: a lower bound on the saving
+            crop = distill[name]["online_crop"]  # the teacher on the training crops, as an online run pays it
             read = report["loader"][name]["loader_cpu_s_per_step_median"] / crop["teacher_audio_seconds_per_step"]
             am[name] = {"teacher": teachers[name].label,
                         "c_extract_source": "extraction_overhead.full" if ov else "cache_build",
@@ -228,13 +228,13 @@ def headline(r: dict[str, Any]) -> list[dict[str, Any]]:
                      "quartiles": spread})
 
     for name, d in r["distill_speed"].items():
-        s = d["online"]["speedup"]
-        add(f"1.{name}", f"training steps/s, cached / online teacher on the whole utterances (the cache's targets): "
-            f"{d['teacher']}", s["median"], f">= {TARGETS['distill_speedup']}",
-            s["median"] >= TARGETS["distill_speedup"], s["cpu_median"], s["quartiles"])
         s = d["online_crop"]["speedup"]
-        add(f"1.{name}.crop", f"training steps/s, cached / online teacher on the 1 s crops only (other targets: "
-            f"cosine {d['target_cosine_to_cached']['online_crop']:.3f} to the cached): {d['teacher']}",
+        add(f"1.{name}", f"training steps/s, cached / online with the teacher on the same crops the student hears "
+            f"(like for like): {d['teacher']}", s["median"], f">= {TARGETS['distill_speedup']}",
+            s["median"] >= TARGETS["distill_speedup"], s["cpu_median"], s["quartiles"])
+        s, audio = d["online_whole"]["speedup"], _audio_ratio(d)
+        add(f"1.{name}.whole", f"same, online teacher on the whole utterances, cropped after (the cache's targets "
+            f"exactly; {audio:.1f}x the audio the student hears): {d['teacher']}",
             s["median"], cpu=s["cpu_median"], spread=s["quartiles"])
     for name, d in r["extraction_overhead"].items():
         if isinstance(d, dict) and "overhead" in d:
@@ -277,6 +277,11 @@ def headline(r: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _audio_ratio(d: dict[str, Any]) -> float:
+    """Teacher audio per step on whole utterances / on the crops (what the whole-utterance side pays extra)."""
+    return d["online_whole"]["teacher_audio_seconds_per_step"] / d["online_crop"]["teacher_audio_seconds_per_step"]
+
+
 def _fmt(x: Any, digits: int = 2) -> str:
     if x is None:
         return ""
@@ -307,22 +312,25 @@ def markdown(r: dict[str, Any]) -> str:
                      f"{f'{q[0]:.2f}-{q[1]:.2f}' if q else ''} | {_fmt(row['cpu_ratio'])} | "
                      f"{row['target'] or ''} | {_fmt(row['met'])} |")
     lines += ["", "## 1. Cached vs online distillation", "",
-              "| teacher | params | steps/s cached | online: whole utterances | online: crops only | "
-              "teacher share of the online step (whole / crops) | teacher audio-s per step (whole / crops) | "
-              "target cosine to cached (whole / crops) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+              "| teacher | params | steps/s cached | online: same crops (headline) | online: whole utterances | "
+              "teacher share of the online step (crops / whole) | ceiling 1 / (1 - share on crops) | "
+              "teacher audio-s per step (crops / whole) | target cosine to cached (crops / whole) |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for d in r["distill_speed"].values():
-        w, c, cos = d["online"], d["online_crop"], d["target_cosine_to_cached"]
+        c, w, cos = d["online_crop"], d["online_whole"], d["target_cosine_to_cached"]
         lines.append(f"| {d['teacher']} | {d['teacher_params'] / 1e6:.1f}M | "
-                     f"{d['cached']['units_per_s_median']:.3f} | {w['units_per_s_median']:.3f} | "
-                     f"{c['units_per_s_median']:.3f} | {w['teacher_share_of_step']:.2f} / "
-                     f"{c['teacher_share_of_step']:.2f} | {w['teacher_audio_seconds_per_step']:.1f} / "
-                     f"{c['teacher_audio_seconds_per_step']:.1f} | {cos['online']:.5f} / {cos['online_crop']:.3f} |")
+                     f"{d['cached']['units_per_s_median']:.3f} | {c['units_per_s_median']:.3f} | "
+                     f"{w['units_per_s_median']:.3f} | {c['teacher_share_of_step']:.2f} / "
+                     f"{w['teacher_share_of_step']:.2f} | {1 / (1 - c['teacher_share_of_step']):.2f} | "
+                     f"{c['teacher_audio_seconds_per_step']:.1f} / {w['teacher_audio_seconds_per_step']:.1f} | "
+                     f"{cos['online_crop']:.3f} / {cos['online_whole']:.5f} |")
     d0 = next(iter(r["distill_speed"].values()))
     lines += ["", f"Student: transformer {d0['student_arch']} ({d0['student_params'] / 1e6:.2f}M params), "
-              f"batch {d0['batch']} x {d0['crop_seconds']:g} s crops, {METHOD_NOTE}. The cache holds each "
-              "utterance's hidden states computed on the whole utterance, so distilling the same batch online means "
-              "running the teacher on the whole utterances and cropping (the headline); a teacher run on the crops "
-              "alone is cheaper but gives other targets (less context)."]
+              f"batch {d0['batch']} x {d0['crop_seconds']:g} s crops, {METHOD_NOTE}. The headline is like for like: "
+              "distilling online, the teacher runs on the crops the student hears, so caching saves at most the "
+              "teacher's share of that step (the ceiling column). The cache holds each utterance's hidden states "
+              "computed on the whole utterance; the whole-utterance side reproduces those targets exactly, at "
+              f"{_audio_ratio(d0):.1f}x the audio per step, so its ratio is larger but not what an online run pays."]
     ov = r["extraction_overhead"]
     lines += ["", "## 2. Extraction overhead", "",
               f"{ov['audio_seconds']:.1f} s of audio, {ov['dtype']} {ov['compression']}, batches of "

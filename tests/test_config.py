@@ -127,7 +127,7 @@ def test_defaults_are_filled():
     assert cfg["results"] == "results"
     assert cfg["cache"] == {"dtype": "float16", "compression": "none", "batch_seconds": 60}
     assert cfg["views"]["shards"] == 2
-    assert cfg["views"]["indomain"] == {"copies": 2, "snr_db": [5, 20]}
+    assert cfg["views"]["indomain"] == {"copies": 2, "snr_db": [10, 19]}
     assert cfg["views"]["ood"] == {"copies": 1, "snr_db": [5, 20]}
     assert cfg["corpus"]["synthetic"]["split"] == [0.7, 0.15, 0.15]
     assert cfg["corpus"]["synthetic"]["shards"] == 4

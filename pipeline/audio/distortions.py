@@ -3,17 +3,18 @@
 Every function is a pure numpy function of its arguments (randomness only through a passed-in
 `numpy.random.Generator`), so a view copy is a pure function of (recipe, banks, clean audio).
 
-Recipe (JSON-able dict; `{}` is the identity, used by the clean view):
+Recipe (JSON-able dict; `{}`, or every step None, is the identity, used by the clean view):
     {"family": "indomain" | "ood",
-     "noise": {"type": "pink", "source": "pink_01", "offset": 123456, "snr_db": 12.34},
+     "noise": {"type": "pink", "source": "pink_01", "offset": 123456, "snr_db": 12.34} | None,
      "reverb": {"rir": 17} | None,         # index into the RIR bank of the recipe's family
-     "band": [lo_hz, hi_hz] | None,        # Butterworth band-pass (in-domain channel)
+     "pitch": -2.5 | None,                 # pitch shift in semitones, length kept (in-domain)
+     "bandreject": [lo_hz, hi_hz] | None,  # Butterworth band-stop (in-domain)
      "codec": "telephone" | None,          # 300-3400 Hz, 8 kHz, 8-bit mu-law (out-of-domain channel)
      "clip": 0.3 | None}                   # clip at this fraction of the signal's peak
-Order: reverb -> noise (SNR against the reverberant speech) -> band / codec -> clip. The noise
-segment starts at `offset` modulo the source length and wraps around cyclically. The output is
-divided by its peak only when the peak exceeds 1.0 (it would clip in 16-bit PCM); otherwise the
-level of the clean input is kept.
+Order: reverb -> pitch -> noise (SNR against the reverberant or shifted speech) -> band-reject / codec
+-> clip. The noise segment starts at `offset` modulo the source length and wraps around cyclically.
+The output is divided by its peak only when the peak exceeds 1.0 (it would clip in 16-bit PCM);
+otherwise the level of the clean input is kept. scipy.signal is imported where it is used (0.8 s).
 """
 
 from __future__ import annotations
@@ -24,13 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.signal import butter, fftconvolve, sosfiltfilt
 
 from pipeline.audio.io import SAMPLE_RATE, resample
+from pipeline.audio.pitch import pitch_shift
 
 MU = 255
 TELEPHONE_BAND = (300.0, 3400.0)
 TELEPHONE_RATE = 8000
+STEPS = ("noise", "reverb", "pitch", "bandreject", "codec", "clip")  # recipe keys that change the audio
 
 
 def stable_seed(*parts: object) -> int:
@@ -65,6 +67,8 @@ def segment(source: np.ndarray, offset: int, n: int) -> np.ndarray:
 
 def reverberate(wav: np.ndarray, rir: np.ndarray) -> np.ndarray:
     """Convolve with `rir`, aligned on its direct path (peak), same length and RMS as the input."""
+    from scipy.signal import fftconvolve
+
     delay = int(np.argmax(np.abs(rir)))
     wet = fftconvolve(wav.astype(np.float64), rir.astype(np.float64))[delay:delay + len(wav)]
     p_in, p_out = power(wav), power(wet)
@@ -76,6 +80,8 @@ def reverberate(wav: np.ndarray, rir: np.ndarray) -> np.ndarray:
 def band_limit(wav: np.ndarray, low_hz: float, high_hz: float, sr: int = SAMPLE_RATE,
                order: int = 4) -> np.ndarray:
     """Zero-phase Butterworth band-pass (low-pass if low_hz <= 0, high-pass if high_hz >= sr/2)."""
+    from scipy.signal import butter, sosfiltfilt
+
     nyq = sr / 2
     if low_hz <= 0 and high_hz >= nyq:
         return wav.astype(np.float32)
@@ -85,6 +91,18 @@ def band_limit(wav: np.ndarray, low_hz: float, high_hz: float, sr: int = SAMPLE_
         sos = butter(order, low_hz, btype="highpass", fs=sr, output="sos")
     else:
         sos = butter(order, [low_hz, high_hz], btype="bandpass", fs=sr, output="sos")
+    return sosfiltfilt(sos, wav.astype(np.float64)).astype(np.float32)
+
+
+def band_reject(wav: np.ndarray, low_hz: float, high_hz: float, sr: int = SAMPLE_RATE,
+                order: int = 4) -> np.ndarray:
+    """Zero-phase Butterworth band-stop: removes [low_hz, high_hz] (0 < low < high < sr/2), keeps the rest."""
+    from scipy.signal import butter, sosfiltfilt
+
+    if not 0 < low_hz < high_hz < sr / 2:
+        raise ValueError(f"band-reject edges {low_hz}-{high_hz} Hz must satisfy 0 < low < high < {sr / 2:g}; "
+                         "regenerate the plan")
+    sos = butter(order, [low_hz, high_hz], btype="bandstop", fs=sr, output="sos")
     return sosfiltfilt(sos, wav.astype(np.float64)).astype(np.float32)
 
 
@@ -180,21 +198,32 @@ def _arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
+def is_identity(recipe: dict) -> bool:
+    """Whether the recipe leaves the audio as it is (`{}`, or a copy that drew "none" for every step)."""
+    return not any(recipe.get(step) for step in STEPS)
+
+
 def apply_recipe(wav: np.ndarray, recipe: dict, banks: Banks | None) -> np.ndarray:
-    """Render one view copy: a pure function of (clean wav, recipe, banks); `{}` returns the input."""
+    """Render one view copy: a pure function of (clean wav, recipe, banks); an identity recipe returns the input."""
     out = wav.astype(np.float32)
-    if not recipe:
+    unknown = sorted(set(recipe) - {"family", *STEPS})
+    if unknown:
+        raise ValueError(f"recipe key(s) {unknown} are unknown (known: family, {', '.join(STEPS)}); "
+                         "the plan was made by another version: regenerate it with view-plan")
+    if is_identity(recipe):
         return out
     family = recipe["family"]
     if recipe.get("reverb"):
         out = reverberate(out, banks.rir(family, int(recipe["reverb"]["rir"])))
+    if recipe.get("pitch"):
+        out = pitch_shift(out, float(recipe["pitch"]))
     if recipe.get("noise"):
         spec = recipe["noise"]
         out = add_noise(out, segment(banks.noise(spec["source"]), int(spec["offset"]), len(out)),
                         float(spec["snr_db"]))
     out = peak_guard(out)
-    if recipe.get("band"):
-        out = band_limit(out, *map(float, recipe["band"]))
+    if recipe.get("bandreject"):
+        out = band_reject(out, *map(float, recipe["bandreject"]))
     if recipe.get("codec") == "telephone":
         out = telephone(out)
     elif recipe.get("codec"):

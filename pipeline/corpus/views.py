@@ -2,12 +2,16 @@
 
 A plan row is (utt_id, copy, key = "{utt_id}@{copy}", seed, recipe JSON). The seed is a SHA-256
 of (config seed, view, utt_id, copy); the recipe is drawn from it and records every choice, so
-rendering is a pure function of (recipe, banks, clean audio). Per copy: a noise always (type
-uniform over the family's types, then a source, a cyclic offset and an SNR uniform in the
-configured range); reverberation with probability P_REVERB (a RIR of the family's rooms); a
-channel with probability P_CHANNEL (in-domain: a Butterworth band-pass with low edge 50-200 Hz and
-high edge 4-7 kHz; out-of-domain: the telephone codec); and, out-of-domain only, clipping with
-probability P_CLIP at 20-50 % of the peak. Families share no noise type, room, or channel kind.
+rendering is a pure function of (recipe, banks, clean audio).
+
+In-domain, the "double" recipe of arXiv 2210.07978: one additive distortion drawn uniformly from the
+family's noise types (white = Gaussian, pink, brown, babble) and "none", and one non-additive one drawn
+uniformly from reverberation (a RIR of the small rooms), pitch shift (PITCH_SEMITONES, uniform), band-reject
+(a band of BANDREJECT_MEL_WIDTH mel placed uniformly on the mel scale within BANDREJECT_RANGE_HZ) and "none";
+a noise has a source, a cyclic offset and an SNR uniform in the configured range (default 10-19 dB).
+Out-of-domain: a noise always (sound effects or music), reverberation with probability P_REVERB (halls), the
+telephone codec with probability P_CHANNEL and clipping at 20-50 % of the peak with probability P_CLIP.
+Families share no noise type, room, or non-additive kind.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from pipeline.audio import noise, rir
-from pipeline.audio.distortions import Banks, apply_recipe, stable_seed
+from pipeline.audio.distortions import STEPS, Banks, apply_recipe, stable_seed
 from pipeline.audio.io import SAMPLE_RATE, AudioError, load_listed_audio
 from pipeline.cache.store import StoreWriter
 from pipeline.config import load_config
@@ -35,34 +39,55 @@ log = logging.getLogger(__name__)
 
 VIEWS = ("clean", "indomain", "ood")
 COLUMNS = ["utt_id", "copy", "key", "seed", "recipe"]
+NONE = "none"
+NON_ADDITIVE = ("reverb", "pitch", "bandreject", NONE)  # in-domain; out-of-domain uses halls, codec, clipping
 P_REVERB = 0.5
 P_CHANNEL = 0.3
 P_CLIP = 0.2
-BAND_LOW_HZ = (50.0, 200.0)
-BAND_HIGH_HZ = (4000.0, 7000.0)
+PITCH_SEMITONES = (-5.0, 5.0)  # the reference code's 500 cents either way
+BANDREJECT_MEL_WIDTH = (30.0, 150.0)
+BANDREJECT_RANGE_HZ = (60.0, 7900.0)
 CLIP_LEVEL = (0.2, 0.5)
 
 
 def sample_recipe(family: str, rng: np.random.Generator, snr_db: tuple[float, float]) -> dict:
     """Draw one copy's recipe of `family` ("indomain" or "ood"); see the module docstring."""
-    kinds = list(noise.NOISE_SOURCES[family])
+    steps: dict = dict.fromkeys(STEPS)
+    kinds = list(noise.NOISE_SOURCES[family]) + ([NONE] if family == "indomain" else [])
     kind = kinds[int(rng.integers(len(kinds)))]
-    recipe: dict = {"family": family, "noise": {
-        "type": kind,
-        "source": f"{kind}_{int(rng.integers(noise.NOISE_SOURCES[family][kind])):02d}",
-        "offset": int(rng.integers(2**31)),
-        "snr_db": round(float(rng.uniform(*snr_db)), 2),
-    }}
-    recipe["reverb"] = {"rir": int(rng.integers(rir.RIRS_PER_FAMILY))} if rng.random() < P_REVERB else None
-    channel = rng.random() < P_CHANNEL
+    if kind != NONE:
+        steps["noise"] = {"type": kind, "source": f"{kind}_{int(rng.integers(noise.NOISE_SOURCES[family][kind])):02d}",
+                          "offset": int(rng.integers(2**31)), "snr_db": round(float(rng.uniform(*snr_db)), 2)}
     if family == "indomain":
-        band = [round(float(rng.uniform(*BAND_LOW_HZ))), round(float(rng.uniform(*BAND_HIGH_HZ)))]
-        recipe |= {"band": band if channel else None, "codec": None, "clip": None}
+        effect = NON_ADDITIVE[int(rng.integers(len(NON_ADDITIVE)))]
+        if effect == "reverb":
+            steps["reverb"] = {"rir": int(rng.integers(rir.RIRS_PER_FAMILY))}
+        elif effect == "pitch":
+            steps["pitch"] = round(float(rng.uniform(*PITCH_SEMITONES)), 2)
+        elif effect == "bandreject":
+            steps["bandreject"] = stop_band(rng)
     else:
+        steps["reverb"] = {"rir": int(rng.integers(rir.RIRS_PER_FAMILY))} if rng.random() < P_REVERB else None
+        steps["codec"] = "telephone" if rng.random() < P_CHANNEL else None
         level = round(float(rng.uniform(*CLIP_LEVEL)), 3)
-        recipe |= {"band": None, "codec": "telephone" if channel else None,
-                   "clip": level if rng.random() < P_CLIP else None}
-    return recipe
+        steps["clip"] = level if rng.random() < P_CLIP else None
+    return {"family": family, **steps}
+
+
+def _mel(hz: float) -> float:
+    return 2595.0 * np.log10(1.0 + hz / 700.0)
+
+
+def _hz(mel: float) -> float:
+    return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
+
+
+def stop_band(rng: np.random.Generator) -> list[int]:
+    """[low, high] Hz of a band-reject filter: BANDREJECT_MEL_WIDTH mel wide, placed uniformly on the mel scale."""
+    lo, hi = _mel(BANDREJECT_RANGE_HZ[0]), _mel(BANDREJECT_RANGE_HZ[1])
+    width = float(rng.uniform(*BANDREJECT_MEL_WIDTH))
+    start = float(rng.uniform(lo, hi - width))
+    return [round(_hz(start)), round(_hz(start + width))]
 
 
 def make_view_plan(config: str, manifest: str, view: str, out: str) -> None:

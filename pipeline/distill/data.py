@@ -112,8 +112,9 @@ DOMAIN_SCHEMES = ("clean_vs_distorted", "noise_type")
 class DomainLabels:
     """Domain class of each input copy from its view-plan recipe (arXiv 2210.07978's domain classifier).
 
-    clean_vs_distorted: 0 for an identity recipe, 1 otherwise. noise_type: the recipe's noise type (with
-    'clean' for identity recipes); classes are sorted and listed in `classes`.
+    clean_vs_distorted: 0 for an identity recipe (the clean view, or a copy that drew "none" twice), 1 otherwise.
+    noise_type: the recipe's noise type ('clean' for identity recipes, 'no_noise' for a copy distorted without
+    additive noise); classes are sorted and listed in `classes`.
     """
 
     field = "domains"
@@ -134,9 +135,13 @@ class DomainLabels:
         self.index = {c: i for i, c in enumerate(self.classes)}
 
     def _name(self, recipe: dict) -> str:
+        from pipeline.audio.distortions import is_identity
+
+        if is_identity(recipe):
+            return "clean"
         if self.scheme == "clean_vs_distorted":
-            return "distorted" if recipe else "clean"
-        return recipe["noise"]["type"] if recipe.get("noise") else "clean"
+            return "distorted"
+        return recipe["noise"]["type"] if recipe.get("noise") else "no_noise"
 
     def covers(self, utt: str) -> bool:
         return True

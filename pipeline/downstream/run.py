@@ -182,15 +182,29 @@ def _models(ckpt: dict[str, Any], spec: Task) -> list[tuple[int, DownstreamModel
     return models
 
 
+MISSING_EXAMPLES = 5  # utterance ids a score file lists when some test utterances lack features
+
+
+def missing_utterances(rows: pd.DataFrame, present: pd.DataFrame, index: str, condition: str) -> dict[str, Any]:
+    """Count (and a few ids) of labelled test utterances without features; warns, since they are left out."""
+    ids = sorted(set(rows["utt_id"]) - set(present["utt_id"]))
+    if ids and len(present):
+        log.warning("%s: %d of %d labelled test utterances have no features and are left out of the %s score "
+                    "(e.g. %s); re-run extraction of this view to score all of them", index, len(ids), len(rows),
+                    condition, ids[:MISSING_EXAMPLES])
+    return {"count": len(ids), "of": len(rows), "examples": ids[:MISSING_EXAMPLES]}
+
+
 def _score(spec: Task, settings: dict[str, Any], ckpt: dict[str, Any], head: str, condition: str,
            features: Features, df: pd.DataFrame) -> dict[str, Any]:
     """The score JSON of every seed's head on the test utterances (all copies) present in `features`."""
     rows = labelled_rows(df, spec, "test")
     groups = copies_by_utt(features.keys)
     present = rows[rows["utt_id"].isin(groups)]
+    missing = missing_utterances(rows, present, features.index, condition)
     if present.empty:
-        raise ValueError(f"{features.index}: none of the {len(rows)} labelled test utterances have features; "
-                         "pass the index of this corpus and view")
+        raise ValueError(f"{features.index}: none of the {len(rows)} labelled test utterances have features "
+                         f"(e.g. {missing['examples']}); pass the index of this corpus and view")
     keys, refs = [], []
     for utt, label in zip(present["utt_id"], present[spec.column].str.strip(), strict=True):
         keys += groups[utt]
@@ -216,7 +230,7 @@ def _score(spec: Task, settings: dict[str, Any], ckpt: dict[str, Any], head: str
         "seeds": [r["seed"] for r in per_seed],
         "metrics": {m: statistics.fmean(r["metrics"][m] for r in per_seed) for m in per_seed[0]["metrics"]},
         "higher_is_better": spec.higher_is_better, "n": len(keys), "n_utterances": len(present),
-        "n_without_features": len(rows) - len(present), "lr": ckpt["lr"], "steps": ckpt["steps"],
+        "missing_utterances": missing, "lr": ckpt["lr"], "steps": ckpt["steps"],
         "batch_size": ckpt["batch_size"],
         "num_params": features.fingerprint.get("num_params", ckpt.get("num_params")),
         "layer_weights": weights, "per_seed": per_seed,

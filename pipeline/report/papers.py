@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from pipeline.report.scores import lower_is_better
-from pipeline.report.tables import Cell, Column, Table
+from pipeline.report.tables import MISSING_MARK, Cell, Column, Table
 
 TASK_ORDER = ("pr", "ks", "ic", "sid", "er", "asr")  # SUPERB's column order
 TASK_NAMES = {"pr": "PR", "ks": "KS", "ic": "IC", "sid": "SID", "er": "ER", "asr": "ASR"}
@@ -133,7 +133,7 @@ class Scores:
         r = self.rows.get((upstream, task, condition, metric or self.metric.get(task, "")))
         if r is None:
             return Cell(None, kind="pct")
-        return Cell(r.value, r.std if r.n_seeds > 1 else None, "pct")
+        return Cell(r.value, r.std if r.n_seeds > 1 else None, "pct", missing=int(r.missing_utterances))
 
 
 def _metric_header(metric: str) -> str:
@@ -169,12 +169,19 @@ def _metric_table(name: str, title: str, scores: Scores, rows: Sequence[tuple[st
     """Rows (section, upstream) x [upstream, method, params, metric columns]; best per metric column in bold."""
     base = [Column("upstream", "upstream"), Column("method", "method"), Column("params", "params")]
     table = Table(name, title, base + [c for *_, c in cols], notes=list(notes))
+    left_out = []
     for section, info in rows:
         params = info.num_params if info.num_params is not None else scores.params.get(info.name)
-        cells = [Cell(info.name), Cell(label(info)), Cell(params, kind="params")]
-        table.add(section, cells + [scores.cell(info.name, t, c, m) for t, c, m, _ in cols])
+        cells = [scores.cell(info.name, t, c, m) for t, c, m, _ in cols]
+        left_out += [f"{info.name} {TASK_NAMES.get(t, t)} {c}: {cell.missing}"
+                     for (t, c, _, _), cell in zip(cols, cells, strict=True) if cell.missing]
+        table.add(section, [Cell(info.name), Cell(label(info)), Cell(params, kind="params"), *cells])
     for _, _, metric, col in cols:
         table.mark_best(col.key, lower_is_better(metric))
+    if left_out:
+        table.notes.append(f"{MISSING_MARK} Scored without some labelled test utterances, which have no cached "
+                           f"features ({'; '.join(dict.fromkeys(left_out))}); their ids are under "
+                           "`missing_utterances` in the score file. Re-run extraction of that view to score them all.")
     return table
 
 
@@ -206,9 +213,10 @@ def robustness_table(infos: dict[str, UpstreamInfo], scores: Scores, conditions:
     rows = [("teacher", infos[t]) for t in teachers] + students
     cols = _columns(scores, ["ks", "ic", "asr"], conditions)
     return _metric_table("robustness", "Robustness to distortions: KS / IC / ASR by test condition", scores, rows,
-                         cols, [NOTE, "indomain: noise, babble, small rooms, band-limiting (the distortion family "
-                                "students were trained with); ood: unseen sound effects, music, halls, telephone "
-                                "codec; real: Asterisk prompts (real human speech)."])
+                         cols, [NOTE, "indomain: Gaussian / coloured noise or babble, with small rooms, pitch shift "
+                                "or band-reject (arXiv 2210.07978's double recipe: the distortion family students "
+                                "were trained with); ood: unseen sound effects, music, halls, telephone codec, "
+                                "clipping; real: Asterisk prompts (real human speech)."])
 
 
 def ensemble_table(infos: dict[str, UpstreamInfo], scores: Scores) -> Table:

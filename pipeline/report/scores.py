@@ -36,7 +36,7 @@ def long_form(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
     for data in records:
         base = {k: data[k] for k in ("upstream", "task", "condition")} | {
             "n": data.get("n"), "lr": data.get("lr"), "steps": data.get("steps"),
-            "num_params": data.get("num_params"), "file": data["file"]}
+            "num_params": data.get("num_params"), "missing_utterances": missing_count(data), "file": data["file"]}
         runs = data.get("per_seed") or [{"seed": " ".join(map(str, data.get("seeds") or [])),
                                          "metrics": {data["metric"]: data["value"]}}]
         for run in runs:
@@ -55,11 +55,17 @@ def long_form(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
     return long
 
 
+def missing_count(data: dict[str, Any]) -> int:
+    """Labelled test utterances a score left out for lack of features (0 for files that do not say)."""
+    return int((data.get("missing_utterances") or {}).get("count", data.get("n_without_features") or 0))
+
+
 def summarise(long: pd.DataFrame) -> pd.DataFrame:
-    """Mean and sample std over seeds per (upstream, task, condition, metric), with parameter counts."""
+    """Mean and sample std over seeds per (upstream, task, condition, metric), with parameter counts and the
+    test utterances left out for lack of features."""
     keys = ["upstream", "task", "condition", "metric", "primary"]
-    out = long.groupby(keys, sort=False).agg(value=("value", "mean"), std=("value", "std"),
-                                             n_seeds=("value", "size")).reset_index()
+    out = long.groupby(keys, sort=False).agg(value=("value", "mean"), std=("value", "std"), n_seeds=("value", "size"),
+                                             missing_utterances=("missing_utterances", "max")).reset_index()
     params = long.dropna(subset=["num_params"]).groupby("upstream")["num_params"].first()
     out["num_params"] = out["upstream"].map(params)
     return out

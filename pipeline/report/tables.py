@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 DASH = "-"
+MISSING_MARK = "†"
 
 
 @dataclass
@@ -26,6 +27,8 @@ class Cell:
     std: float | None = None
     kind: str = "text"  # pct | params | int | sec | mb | x | text
     best: bool = False
+    missing: int = 0  # labelled test utterances the score left out for lack of features: marked MISSING_MARK
+
 
     def numeric(self) -> float | None:
         if isinstance(self.value, int | float) and not (isinstance(self.value, float) and math.isnan(self.value)):
@@ -33,6 +36,10 @@ class Cell:
         return None
 
     def text(self, pm: str = "±") -> str:
+        """The value as shown, with MISSING_MARK when the score left test utterances out."""
+        return self._text(pm) + (MISSING_MARK if self.missing else "")
+
+    def _text(self, pm: str) -> str:
         v = self.numeric()
         if v is None:
             return DASH if self.value is None or self.kind != "text" else str(self.value)
@@ -136,7 +143,7 @@ def to_markdown(table: Table) -> str:
 
 def to_csv(table: Table, path: Path) -> None:
     """Machine-readable: column keys as headers, native units (fractions for metrics), a `<key>_std` column
-    beside columns with seed stds."""
+    beside columns with seed stds and a `<key>_missing` column beside columns with left-out test utterances."""
     data: dict[str, list[Any]] = {}
     if _has_sections(table):
         data["section"] = table.sections
@@ -147,12 +154,14 @@ def to_csv(table: Table, path: Path) -> None:
                      for c in cells]
         if any(c.std is not None and not math.isnan(c.std) for c in cells):
             data[f"{key}_std"] = [c.std for c in cells]
+        if any(c.missing for c in cells):
+            data[f"{key}_missing"] = [c.missing for c in cells]
     pd.DataFrame(data).to_csv(path, index=False)
 
 
 def _tex(text: str) -> str:
     for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#"),
-                 ("±", r"$\pm$"), ("→", r"$\rightarrow$")):
+                 ("±", r"$\pm$"), ("→", r"$\rightarrow$"), (MISSING_MARK, r"$^\dagger$")):
         text = text.replace(a, b)
     return text
 

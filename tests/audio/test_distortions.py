@@ -79,6 +79,42 @@ def test_band_limit_attenuates_out_of_band_energy():
     assert band_energy(low, 4000, SR / 2) < 1e-6
 
 
+def gain_db(out: np.ndarray, ref: np.ndarray, lo: float, hi: float) -> float:
+    """Power of `out` over power of `ref` in [lo, hi) Hz, in dB (FFT power)."""
+    return 10 * np.log10(band_energy(out, lo, hi) * d.power(out) / (band_energy(ref, lo, hi) * d.power(ref)))
+
+
+def test_band_reject_attenuates_the_stop_band_and_keeps_the_rest():
+    white = d.coloured_noise(4 * SR, 0.0, np.random.default_rng(8))
+    out = d.band_reject(white, 1000.0, 2000.0)
+    assert out.shape == white.shape and out.dtype == np.float32
+    assert gain_db(out, white, 1200, 1800) < -40
+    for lo, hi in [(100, 600), (3000, 7500)]:
+        assert abs(gain_db(out, white, lo, hi)) < 0.5
+    with pytest.raises(ValueError, match="regenerate the plan"):
+        d.band_reject(white, 0.0, 500.0)
+
+
+def peak_hz(wav: np.ndarray) -> float:
+    """Frequency of the strongest FFT bin, refined by a parabola through the log magnitudes around it."""
+    spec = np.abs(np.fft.rfft(wav.astype(np.float64) * np.hanning(len(wav))))
+    k = int(np.argmax(spec))
+    a, b, c = np.log(spec[k - 1:k + 2])
+    return (k + 0.5 * (a - c) / (a - 2 * b + c)) * SR / len(wav)
+
+
+@pytest.mark.parametrize("semitones", [-5.0, -1.5, 2.0, 4.25])
+def test_pitch_shift_scales_the_fundamental(semitones):
+    t = np.arange(2 * SR) / SR
+    sine = (0.3 * np.sin(2 * np.pi * 330.0 * t)).astype(np.float32)
+    out = d.pitch_shift(sine, semitones)
+    assert out.shape == sine.shape and out.dtype == np.float32
+    assert peak_hz(out) / peak_hz(sine) == pytest.approx(2 ** (semitones / 12), rel=1e-3)
+    assert d.power(out) == pytest.approx(d.power(sine), rel=1e-4)
+    assert d.pitch_shift(sine, semitones).tobytes() == out.tobytes()
+    assert d.pitch_shift(sine, 0.0).tobytes() == sine.tobytes()
+
+
 def test_telephone_removes_energy_above_4khz():
     white = 0.1 * d.coloured_noise(2 * SR, 0.0, np.random.default_rng(4))
     out = d.telephone(white)
@@ -121,11 +157,14 @@ def toy_banks() -> d.Banks:
     return d.Banks(rirs, noises)
 
 
+STEPS = dict.fromkeys(d.STEPS)
+PINK = {"type": "pink", "source": "pink_00", "offset": 12345, "snr_db": 10.0}
 RECIPES = [
-    {"family": "indomain", "noise": {"type": "pink", "source": "pink_00", "offset": 12345, "snr_db": 10.0},
-     "reverb": {"rir": 2}, "band": [120, 5000], "codec": None, "clip": None},
-    {"family": "ood", "noise": {"type": "sfx", "source": "sfx_00", "offset": 99, "snr_db": -3.0},
-     "reverb": None, "band": None, "codec": "telephone", "clip": 0.3},
+    {**STEPS, "family": "indomain", "noise": PINK, "reverb": {"rir": 2}},
+    {**STEPS, "family": "indomain", "noise": PINK, "pitch": -3.5},
+    {**STEPS, "family": "indomain", "bandreject": [900, 1700]},
+    {**STEPS, "family": "ood", "noise": {"type": "sfx", "source": "sfx_00", "offset": 99, "snr_db": -3.0},
+     "codec": "telephone", "clip": 0.3},
 ]
 
 
@@ -143,9 +182,18 @@ def test_apply_recipe_identity_and_peak_guard():
     wav = speech_like()
     assert d.apply_recipe(wav, {}, None).tobytes() == wav.tobytes()
     loud = 0.9 * wav / np.abs(wav).max()
-    recipe = {**RECIPES[0], "noise": {**RECIPES[0]["noise"], "snr_db": -10.0}, "band": None}
+    recipe = {**RECIPES[0], "noise": {**RECIPES[0]["noise"], "snr_db": -10.0}}
     out = d.apply_recipe(loud, recipe, toy_banks())
     assert np.abs(out).max() == pytest.approx(1.0, abs=1e-6)
+    undistorted = {**STEPS, "family": "indomain"}  # drew "none" for both distortions
+    assert d.is_identity(undistorted) and d.is_identity({}) and not d.is_identity(RECIPES[2])
+    assert d.apply_recipe(wav, undistorted, None).tobytes() == wav.tobytes()
+
+
+def test_apply_recipe_refuses_a_plan_of_another_version():
+    old = {**RECIPES[0], "band": [120, 5000]}  # the band-pass of earlier in-domain plans
+    with pytest.raises(ValueError, match=r"\['band'\] are unknown.*regenerate it"):
+        d.apply_recipe(speech_like(), old, toy_banks())
 
 
 def test_apply_recipe_names_missing_bank_entries():

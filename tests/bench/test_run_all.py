@@ -23,7 +23,7 @@ def test_quick_run_writes_well_formed_results(tmp_path):
     assert on_disk["headline"] == json.loads(json.dumps(report["headline"]))
     assert run_all.check(on_disk) == []
     ids = {row["id"] for row in on_disk["headline"]}
-    for prefix in ("1.whisper_base", "1.whisper_base.crop", "1.hubert_base", "2.whisper_base", "3.store_none",
+    for prefix in ("1.whisper_base", "1.whisper_base.whole", "1.hubert_base", "2.whisper_base", "3.store_none",
                    "3.loader.whisper_base", "3.loader_cold.whisper_base", "3.loader_cold_sync.whisper_base",
                    "4.float16+none", "4.float16+zstd", "4.float32+none", "5.whisper_base.N1",
                    "5.hubert_base.N10", "6.size"):
@@ -36,12 +36,22 @@ def test_quick_run_writes_well_formed_results(tmp_path):
     assert all(f"| {i} |" in md for i in ids)
     # sides really ran: every interleaved side has one sample per repeat
     d = on_disk["distill_speed"]["whisper_base"]
-    assert len(d["cached"]["runs"]) == len(d["online"]["runs"]) == len(d["online_crop"]["runs"]) \
+    assert len(d["cached"]["runs"]) == len(d["online_whole"]["runs"]) == len(d["online_crop"]["runs"]) \
         == run_all.QUICK.distill_repeats
     assert len(d["speedup"]["per_repeat"]) == run_all.QUICK.distill_repeats
+    # the headline, judged against the target, is like for like (the teacher on the student's crops); the
+    # whole-utterance side is beside it, unjudged
+    rows = {row["id"]: row for row in on_disk["headline"]}
+    for name, side in on_disk["distill_speed"].items():
+        assert side["speedup"] == side["online_crop"]["speedup"]
+        assert rows[f"1.{name}"]["ratio"] == side["online_crop"]["speedup"]["median"]
+        assert rows[f"1.{name}"]["target"] == f">= {run_all.TARGETS['distill_speedup']}"
+        assert "same crops" in rows[f"1.{name}"]["what"] and "whole utterances" in rows[f"1.{name}.whole"]["what"]
+        assert rows[f"1.{name}.whole"]["ratio"] == side["online_whole"]["speedup"]["median"]
+        assert rows[f"1.{name}.whole"]["target"] is None and rows[f"1.{name}.whole"]["met"] is None
     # the whole-utterance online side computes the cached targets (float16 apart); the teacher hears more audio
-    assert d["target_cosine_to_cached"]["online"] > 0.999
-    assert d["online"]["teacher_audio_seconds_per_step"] >= d["online_crop"]["teacher_audio_seconds_per_step"]
+    assert d["target_cosine_to_cached"]["online_whole"] > 0.999
+    assert d["online_whole"]["teacher_audio_seconds_per_step"] >= d["online_crop"]["teacher_audio_seconds_per_step"]
     loader = on_disk["loader"]["whisper_base"]
     assert len(loader["cold_blocked_ms"]) == run_all.QUICK.cold_steps < len(loader["cold_read_ms"])
     # storage: uncompressed stores hold every byte, padded by at most one inner chunk (plus the shard index)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,13 +12,14 @@ import yaml
 from scipy.signal import chirp
 
 from pipeline.audio import noise, rir
-from pipeline.audio.distortions import coloured_noise
+from pipeline.audio.distortions import STEPS, coloured_noise, is_identity
 from pipeline.audio.io import load_audio, write_wav
 from pipeline.cache.store import Store
 from pipeline.corpus import views
 from pipeline.corpus.manifest import shard_range, write_manifest
 
-SNR = {"indomain": [5, 20], "ood": [0, 10]}
+SNR = {"indomain": [10, 19], "ood": [0, 10]}
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -86,25 +88,55 @@ def test_plan_copies_keys_and_seeds(config_path, tmp_path):
         views.make_view_plan(config_path, manifest, "noisy", str(tmp_path / "x.tsv"))
 
 
+def recipes_of(config_path, tmp_path, n: int = 150) -> dict[str, list[dict]]:
+    manifest = write_corpus(tmp_path, n, audio=False)
+    return {view: [json.loads(r) for r in plan_for(config_path, manifest, view, tmp_path)["recipe"]]
+            for view in ("indomain", "ood")}
+
+
 def test_plan_families_are_disjoint(config_path, tmp_path):
-    manifest = write_corpus(tmp_path, 150, audio=False)
-    recipes = {view: [json.loads(r) for r in plan_for(config_path, manifest, view, tmp_path)["recipe"]]
-               for view in ("indomain", "ood")}
-    types_used = {view: {r["noise"]["type"] for r in rs} for view, rs in recipes.items()}
+    recipes = recipes_of(config_path, tmp_path)
+    types_used = {view: {r["noise"]["type"] for r in rs if r["noise"]} for view, rs in recipes.items()}
     assert types_used == {v: set(noise.NOISE_SOURCES[v]) for v in recipes}
     assert types_used["indomain"].isdisjoint(types_used["ood"])
     for view, rs in recipes.items():
-        assert all(r["family"] == view for r in rs)
-        snrs = [r["noise"]["snr_db"] for r in rs]
+        assert all(r["family"] == view and set(r) == {"family", *STEPS} for r in rs)
+        snrs = [r["noise"]["snr_db"] for r in rs if r["noise"]]
         assert SNR[view][0] <= min(snrs) and max(snrs) <= SNR[view][1]
-        reverb = np.mean([r["reverb"] is not None for r in rs])
-        assert 0.4 < reverb < 0.6
-    assert all(r["codec"] is None and r["clip"] is None for r in recipes["indomain"])
-    assert all(r["band"] is None for r in recipes["ood"])
-    band = np.mean([r["band"] is not None for r in recipes["indomain"]])
+    assert all(r["codec"] is None and r["clip"] is None for r in recipes["indomain"])  # out-of-domain kinds
+    assert all(r["pitch"] is None and r["bandreject"] is None for r in recipes["ood"])  # in-domain kinds
+    assert all(r["noise"] for r in recipes["ood"])
+    assert 0.4 < np.mean([r["reverb"] is not None for r in recipes["ood"]]) < 0.6
     codec = np.mean([r["codec"] == "telephone" for r in recipes["ood"]])
-    assert 0.2 < band < 0.4 and 0.2 < codec < 0.4
-    assert all(r["band"][0] < 300 and r["band"][1] > 3400 for r in recipes["indomain"] if r["band"])
+    assert 0.2 < codec < 0.4
+
+
+def test_indomain_plan_is_the_double_recipe(config_path, tmp_path):
+    """One additive distortion (a noise type or none) and one non-additive one (reverberation, pitch shift,
+    band-reject or none) per copy, each drawn uniformly (arXiv 2210.07978)."""
+    rs = recipes_of(config_path, tmp_path)["indomain"]
+    additive = [r["noise"]["type"] if r["noise"] else "none" for r in rs]
+    effects = [[k for k in ("reverb", "pitch", "bandreject") if r[k]] for r in rs]
+    assert all(len(e) <= 1 for e in effects)
+    effect = [e[0] if e else "none" for e in effects]
+    choices = {"additive": (additive, [*noise.NOISE_SOURCES["indomain"], "none"]),
+               "non-additive": (effect, ["reverb", "pitch", "bandreject", "none"])}
+    for drawn, options in choices.values():
+        assert set(drawn) == set(options)
+        shares = [drawn.count(o) / len(drawn) for o in options]
+        assert all(abs(s - 1 / len(options)) < 0.08 for s in shares), shares
+    assert 0 < sum(a == e == "none" for a, e in zip(additive, effect, strict=True)) < 0.12 * len(rs)
+    assert all(is_identity(r) == (a == e == "none") for r, a, e in zip(rs, additive, effect, strict=True))
+    pitches = [r["pitch"] for r in rs if r["pitch"]]
+    assert min(pitches) >= views.PITCH_SEMITONES[0] and max(pitches) <= views.PITCH_SEMITONES[1]
+    assert min(pitches) < -2.5 and max(pitches) > 2.5
+    for lo, hi in (r["bandreject"] for r in rs if r["bandreject"]):
+        assert views.BANDREJECT_RANGE_HZ[0] <= lo < hi <= views.BANDREJECT_RANGE_HZ[1]
+
+
+def test_default_config_uses_the_paper_snr_range():
+    for path in ("config.yaml", "config/paper.yaml"):
+        assert yaml.safe_load((ROOT / path).read_text())["views"]["indomain"]["snr_db"] == [10, 19], path
 
 
 def render(config_path, manifest, plan, banks, out, shard=0, shards=2):
@@ -127,12 +159,14 @@ def test_render_is_bit_identical(config_path, tmp_path, view):
     assert a.fingerprint == b.fingerprint
     assert a.fingerprint["kind"] == "view_audio" and a.fingerprint["view"] == view
     assert a.fingerprint["banks_sha256"] and a.fingerprint["sample_rate"] == 16000
+    recipes = dict(zip(views.read_view_plan(plan)["key"], map(json.loads, views.read_view_plan(plan)["recipe"]),
+                       strict=True))
     for key in a.ids:
         wav = a.get(key)
         assert wav.dtype == np.float32 and wav.ndim == 1
         assert wav.tobytes() == b.get(key).tobytes()
         clean = load_audio(tmp_path / f"{key.split('@')[0]}.wav")
-        assert len(wav) == len(clean) and not np.array_equal(wav, clean)
+        assert len(wav) == len(clean) and np.array_equal(wav, clean) == is_identity(recipes[key])
     other = render(config_path, manifest, plan, banks, tmp_path / "c.zarr", shard=1)
     assert other.fingerprint["plan_sha256"] != a.fingerprint["plan_sha256"]
 

@@ -98,15 +98,21 @@ def test_domain_labels_from_view_plans():
     def plan(rows):
         return pd.DataFrame(rows, columns=["key", "recipe"])
 
+    undistorted = {"family": "indomain", "noise": None, "reverb": None, "pitch": None, "bandreject": None}
     plans = {"clean": plan([["a@0", "{}"], ["b@0", "{}"]]),
              "indomain": plan([["a@0", json.dumps({"family": "indomain", "noise": {"type": "pink"}})],
-                               ["a@1", json.dumps({"family": "indomain", "noise": {"type": "babble"}})]])}
+                               ["a@1", json.dumps({"family": "indomain", "noise": {"type": "babble"}})],
+                               ["b@0", json.dumps(undistorted)],  # drew "none" twice: the clean audio
+                               ["b@1", json.dumps({**undistorted, "pitch": 2.0})]])}
     cvd = DomainLabels(plans, "clean_vs_distorted")
     assert cvd.classes == ["clean", "distorted"]
-    assert [cvd.item(Pick("a", v, k, None, 0, 1)) for v, k in (("clean", "a@0"), ("indomain", "a@1"))] == [0, 1]
+    picks = [Pick("a", "clean", "a@0", None, 0, 1), Pick("a", "indomain", "a@1", None, 0, 1),
+             Pick("b", "indomain", "b@0", None, 0, 1), Pick("b", "indomain", "b@1", None, 0, 1)]
+    assert [cvd.item(p) for p in picks] == [0, 1, 0, 1]
     noise = DomainLabels(plans, "noise_type")
-    assert noise.classes == ["babble", "clean", "pink"]
-    assert noise.item(Pick("a", "indomain", "a@0", None, 0, 1)) == 2
+    assert noise.classes == ["babble", "clean", "no_noise", "pink"]
+    assert noise.item(Pick("a", "indomain", "a@0", None, 0, 1)) == 3
+    assert [noise.classes[noise.item(p)] for p in picks] == ["clean", "babble", "clean", "no_noise"]
     with pytest.raises(ValueError, match="one class only"):
         DomainLabels({"clean": plans["clean"]}, "clean_vs_distorted")
     with pytest.raises(KeyError, match="view plan"):

@@ -3,6 +3,7 @@ is deterministic, and score handles distorted copies, real-speech manifests and 
 
 import itertools
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import torch
 import yaml
 from fake_cache import FAKE_TEACHER, FINGERPRINT, write_features
 
+from pipeline.cache.index import FeatureCache
 from pipeline.cache.store import CacheMismatchError
 from pipeline.corpus.manifest import write_manifest
 from pipeline.downstream.run import score, train_head
@@ -113,6 +115,38 @@ def test_same_seed_same_head(tmp_path, config, planted, ks_head):
         torch.testing.assert_close(tensor, b["runs"][0]["model"][name], rtol=0, atol=0)
 
 
+def test_checkpoint_and_layer_weights_follow_dev_only(tmp_path, config, planted, ks_head):
+    """Test labels permuted against dev, and test features planted (layer 2) to agree with the permuted labels:
+    the head trained beside them (best step, dev value, layer weights, weights) is the one trained beside the
+    true test set, so nothing about the test split steers the selection."""
+    manifest, features, df = planted
+    test = (df["split"] == "test") & df["keyword"].notna()
+    shift = {k: KEYWORDS[(i + 1) % len(KEYWORDS)] for i, k in enumerate(KEYWORDS)}
+    permuted = df.copy()
+    permuted.loc[test, "keyword"] = permuted.loc[test, "keyword"].map(shift)
+    write_manifest(permuted, tmp_path / "permuted.tsv")
+    cache = FeatureCache.open(features)
+    arrays = {k: np.asarray(cache.get(k), np.float32) for k in cache.keys}
+    rng = np.random.default_rng(9)
+    means = {k: rng.normal(size=DIM) for k in KEYWORDS}
+    for utt, label in zip(permuted.loc[test, "utt_id"], permuted.loc[test, "keyword"], strict=True):
+        arrays[f"{utt}@0"][:, SIGNAL_LAYER + 1] += 3.0 * means[label]
+    planted_test = write_features(tmp_path / "feats", arrays)
+    head = str(tmp_path / "ks.pt")
+    train_head(config, "ks", "fake", planted_test, str(tmp_path / "permuted.tsv"), head, seeds=[0])
+    a, b = torch.load(ks_head, weights_only=False)["runs"][0], torch.load(head, weights_only=False)["runs"][0]
+    assert (b["best_step"], b["dev_value"], b["layer_weights"], b["curve"]) == (
+        a["best_step"], a["dev_value"], a["layer_weights"], a["curve"])
+    dev = [row["dev_acc"] for row in a["curve"]]
+    assert a["best_step"] == a["curve"][dev.index(max(dev))]["step"]  # the first best dev evaluation
+    assert int(np.argmax(b["layer_weights"])) == SIGNAL_LAYER  # not the layer the test labels agree with
+    for name, tensor in a["model"].items():
+        torch.testing.assert_close(tensor, b["model"][name], rtol=0, atol=0)
+    score(config, "ks", "fake", "clean", head, planted_test, str(tmp_path / "permuted.tsv"), str(tmp_path / "s.json"))
+    result = json.loads((tmp_path / "s.json").read_text())
+    assert result["value"] < 0.2 and result["per_seed"][0]["best_step"] == a["best_step"]  # the labels disagree
+
+
 def test_score_counts_every_distorted_copy(tmp_path, config, planted, ks_head):
     manifest, _, df = planted
     rng = np.random.default_rng(5)
@@ -122,6 +156,30 @@ def test_score_counts_every_distorted_copy(tmp_path, config, planted, ks_head):
     score(config, "ks", "fake", "indomain", ks_head, features, manifest, str(tmp_path / "s.json"))
     result = json.loads((tmp_path / "s.json").read_text())
     assert result["n"] == 2 * len(test) and result["n_utterances"] == len(test)
+
+
+def test_score_records_test_utterances_without_features(tmp_path, config, planted, ks_head, caplog):
+    manifest, _, df = planted
+    test = sorted(df[(df["split"] == "test") & df["keyword"].notna()]["utt_id"])
+    dropped = test[::5]
+    rng = np.random.default_rng(6)
+    features = write_features(tmp_path / "part", {f"{u}@0": rng.normal(size=(10, LAYERS, DIM))
+                                                  for u in test if u not in dropped})
+    with caplog.at_level(logging.WARNING, logger="pipeline.downstream.run"):
+        score(config, "ks", "fake", "indomain", ks_head, features, manifest, str(tmp_path / "s.json"))
+    result = json.loads((tmp_path / "s.json").read_text())
+    assert result["missing_utterances"] == {"count": len(dropped), "of": len(test), "examples": dropped[:5]}
+    assert result["n_utterances"] == result["n"] == len(test) - len(dropped)
+    assert f"{features}: {len(dropped)} of {len(test)} labelled test utterances have no features" in caplog.text
+    assert dropped[0] in caplog.text and "indomain" in caplog.text
+    caplog.clear()
+    score(config, "ks", "fake", "clean", ks_head, planted[1], manifest, str(tmp_path / "all.json"))
+    assert json.loads((tmp_path / "all.json").read_text())["missing_utterances"] == {
+        "count": 0, "of": len(test), "examples": []}
+    assert "no features" not in caplog.text
+    none = write_features(tmp_path / "none", {"other@0": rng.normal(size=(10, LAYERS, DIM))}, shards=1)
+    with pytest.raises(ValueError, match=rf"{none}: none of the {len(test)} .*e\.g\. \['{test[0]}'"):
+        score(config, "ks", "fake", "ood", ks_head, none, manifest, str(tmp_path / "x.json"))
 
 
 def test_real_manifest_with_unseen_and_empty_labels(tmp_path, config, ks_head):

@@ -3,6 +3,7 @@ renderers (md / csv / tex / html) consistent, and the legacy single-seed JSON st
 
 import json
 import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -83,6 +84,28 @@ def test_legacy_single_seed_json_and_bad_inputs(tmp_path):
     twice = write(tmp_path, SCORES[:1]) * 2
     with pytest.raises(ValueError, match="same upstream/task/condition/seed"):
         build_report(twice, str(tmp_path / "out"))
+
+
+def test_scores_with_left_out_test_utterances_are_marked(tmp_path):
+    paths = write(tmp_path)
+    data = json.loads(Path(paths[1]).read_text())  # whisper_base ks ood
+    data["missing_utterances"] = {"count": 3, "of": 43, "examples": ["u07", "u12", "u31"]}
+    Path(paths[1]).write_text(json.dumps(data))
+    out = tmp_path / "report"
+    build_report(paths, str(out))
+    md = (out / "summary.md").read_text()
+    assert "80.0†" in md and md.count("†") == 2  # the cell and its footnote
+    assert "† Scored without some labelled test utterances" in md and "whisper_base KS ood: 3" in md
+    assert "missing_utterances" in md and "95.0†" not in md
+    assert r"80.0$^\dagger$" in (out / "summary.tex").read_text()
+    assert "80.0†" in (out / "summary.html").read_text()
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary["ks_acc_ood_missing"].tolist() == [3, 0] and "ks_acc_clean_missing" not in summary.columns
+    long = pd.read_csv(out / "scores.csv")
+    assert long.groupby(["upstream", "condition"])["missing_utterances"].max().to_dict() == {
+        ("student_tiny", "clean"): 0, ("student_tiny", "real"): 0, ("whisper_base", "clean"): 0,
+        ("whisper_base", "ood"): 3}
+    assert "†" not in (out / "superb.md").read_text()  # clean only: nothing left out there
 
 
 def _table() -> Table:
