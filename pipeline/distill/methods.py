@@ -214,12 +214,13 @@ class Ensemble(Method):
     """Ensemble distillation from several teachers (arXiv 2302.12757): layerwise average or concatenation of
     the teachers' targets with one head per layer, or one set of heads per teacher ("heads").
 
-    Teachers of unequal depth are mapped by relative depth (the loop gives every teacher its layers at depths
-    1/3, 2/3, 1); unequal widths by a fixed PCA projection fitted once on cached train frames (the
-    layer-normalised targets of each teacher and layer, projected to proj_dim, default the narrowest width)
-    before averaging. concat and heads need no projection and use none unless proj_dim is set. Each
-    teacher's target is layer-normalised (after projection) before aggregation so no teacher dominates. The
-    layer map and projection are recorded in config.json["ensemble"] and projection.safetensors.
+    Teachers of unequal depth are mapped by relative depth (the loop gives every teacher its states at depths
+    1/3, 2/3, 1, by whether its state 0 is an input: train.target_layers); unequal widths by a fixed PCA
+    projection fitted once on cached train frames (the layer-normalised targets of each teacher and layer,
+    projected to proj_dim, default the narrowest width) before averaging. concat and heads need no projection
+    and use none unless proj_dim is set. Each teacher's target is layer-normalised (after projection) before
+    aggregation so no teacher dominates. The layer map and projection are recorded in config.json["ensemble"]
+    and projection.safetensors.
     """
 
     many_teachers = True
