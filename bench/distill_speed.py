@@ -30,9 +30,8 @@ from pipeline.cache.store import Store
 from pipeline.config import load_config
 from pipeline.distill.data import Batch, DistillBatches, Prefetcher
 from pipeline.distill.methods import MethodContext, build_method
-from pipeline.distill.train import DEFAULT_TRAIN
+from pipeline.distill.train import DEFAULT_TRAIN, target_layers
 from pipeline.students.checkpoint import build_student, count_params
-from pipeline.teachers.registry import relative_depth_layers
 
 METHOD = "distilhubert"
 LR = 5e-4
@@ -159,7 +158,7 @@ def make_scenario(teacher: Teacher, student: StudentSpec, audio: Path, targets: 
     and check that the whole-utterance side reproduces the cached targets."""
     audio_cache = FeatureCache([Store(audio, expect={"kind": "view_audio"})])
     target_cache = FeatureCache([Store(targets, expect={"name": teacher.name})])
-    layers = relative_depth_layers(target_cache.fingerprint["num_layers"])
+    layers = target_layers(target_cache.fingerprint)
     utts = [k.rsplit("@", 1)[0] for k in target_cache.keys]
     crop = int(student.crop_seconds * 50)
     cached = DistillBatches(audio_cache, target_cache, layers, utts, crop, seed)

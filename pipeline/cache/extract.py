@@ -13,7 +13,7 @@ from tqdm import tqdm
 from pipeline.cache.store import Store, StoreWriter
 from pipeline.config import load_config
 from pipeline.teachers.base import Upstream
-from pipeline.teachers.registry import load_upstream
+from pipeline.teachers.registry import kind_input_state, load_upstream
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = "1"
@@ -36,11 +36,13 @@ def expected_fingerprint(cfg: dict[str, Any], upstream: str, model: Upstream | N
     """The fingerprint a store of `upstream`'s features must carry; what extraction writes.
 
     From the config alone: the upstream's name, its config entry (kind, model / package / path, layers),
-    dtype and code version, so a reader refuses features made with another model path, other layers or
-    another dtype. With the loaded `model`: also its weights checksum, depth and width. With the view
-    `audio` fingerprint: also the view recipe (plan and banks checksums) the features were computed from.
+    whether its state 0 is an input (`input_state`, by kind), dtype and code version, so a reader refuses
+    features made with another model path, other layers or another dtype. With the loaded `model`: also
+    its weights checksum, depth and width. With the view `audio` fingerprint: also the view recipe (plan
+    and banks checksums) the features were computed from.
     """
-    fp: dict[str, Any] = {} if model is None else dict(model.fingerprint())
+    kind = cfg["teachers"][upstream]["kind"] if upstream in cfg["teachers"] else "student"
+    fp: dict[str, Any] = {"input_state": kind_input_state(kind)} if model is None else dict(model.fingerprint())
     fp |= {"upstream": upstream, "dtype": cfg["cache"]["dtype"], "code_version": CACHE_VERSION}
     if checkpoint or upstream not in cfg["students"]:  # a student's spec names a directory only the caller knows
         fp["spec"] = upstream_spec(cfg, upstream, checkpoint)

@@ -160,7 +160,16 @@ MEANING = {"sha256": "the upstream's weights", "layers": "the stored layers", "n
            "view_audio": "the audio the features were computed from", "plan_sha256": "the view recipe (plan)",
            "banks_sha256": "the noise / room banks of the view", "view": "the view", "dtype": "the stored dtype",
            "code_version": "the cache code version", "name": "the upstream", "upstream": "the upstream",
-           "kind": "the kind of producer"}
+           "kind": "the kind of producer", "input_state": "whether hidden state 0 is the input or a layer's output"}
+
+
+# fingerprint keys that stores written before them lack, and the value those stores meant
+DEFAULTS: dict[str, Any] = {"input_state": True}
+
+
+def stored(fingerprint: dict[str, Any], key: str) -> Any:
+    """A store fingerprint's value for `key`, or what a store written before the key existed meant (DEFAULTS)."""
+    return fingerprint.get(key, DEFAULTS.get(key))
 
 
 def _all_finite(array: np.ndarray) -> bool:
@@ -175,14 +184,16 @@ def fingerprint_diff(found: dict[str, Any], expect: dict[str, Any], prefix: str 
     expect = json.loads(json.dumps(expect))
     out = []
     for k, v in expect.items():
-        have = found.get(k) if isinstance(found, dict) else None
+        older = not prefix and isinstance(found, dict) and k not in found and k in DEFAULTS
+        have = stored(found, k) if older else found.get(k) if isinstance(found, dict) else None
         if have == v:
             continue
         if isinstance(v, dict) and isinstance(have, dict):
             out += fingerprint_diff(have, v, f"{prefix}{k}.")
             continue
         meaning = f" ({MEANING[k]})" if k in MEANING else ""
-        out.append(f"{prefix}{k}{meaning}: store has {_short(have)}, expected {_short(v)}")
+        has = f"no {k} (written before the key existed: {_short(have)})" if older else _short(have)
+        out.append(f"{prefix}{k}{meaning}: store has {has}, expected {_short(v)}")
     return out
 
 

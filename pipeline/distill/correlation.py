@@ -51,14 +51,15 @@ def pool_time(x: torch.Tensor, mask: torch.Tensor, length: int) -> torch.Tensor:
 
 
 def standardize(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Zero mean, unit (unbiased) variance over the batch axis, per (position, dim) of a (B, L, D) tensor."""
-    return (x - x.mean(0)) / torch.sqrt(x.var(0, unbiased=True) + eps)
+    """Zero mean, unit (unbiased) variance per dim over all B * L samples (items x pooled positions) of (B, L, D)."""
+    flat = x.reshape(-1, x.shape[-1])
+    return (x - flat.mean(0)) / torch.sqrt(flat.var(0, unbiased=True) + eps)
 
 
 def correlation(zp: torch.Tensor, zh: torch.Tensor) -> torch.Tensor:
-    """D x D matrix Zp^T Zh / (B - 1), averaged over positions, as one contraction (no outer products)."""
+    """D x D matrix Zp^T Zh / (N - 1) over the N = B * L samples, as one contraction (no outer products)."""
     b, length, _ = zp.shape
-    return torch.einsum("bld,ble->de", zp, zh) / ((b - 1) * length)
+    return torch.einsum("bld,ble->de", zp, zh) / (b * length - 1)
 
 
 def _off_diagonal_sq(m: torch.Tensor) -> torch.Tensor:
@@ -71,10 +72,19 @@ def correlation_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tenso
                      state: AutoBalance | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Cross/self-correlation loss (arXiv 2312.12153) between (B, T, D) student and teacher features.
 
-    Both are pooled to `pool_frames` positions and standardised over the batch; C = P^T H / (B - 1) and
-    A = P^T P / (B - 1) are averaged over positions. Loss = s_d * sum_i (C_ii - 1)^2
-    + lambda_c * s_o * sum_{i != j} C_ij^2 + w * sum_{i != j} A_ij^2 with w = lambda_s * s_s ("fixed")
-    or w from `state` ("auto", see AutoBalance).
+    Both are pooled to `pool_frames` positions, and every pooled position of every item is a sample: each dim is
+    standardised over the N = B * L samples and C = P^T H / (N - 1), A = P^T P / (N - 1) are Pearson
+    correlation matrices (diagonal of A = 1, C_ii in [-1, 1], so the diagonal term still targets 1). Loss =
+    s_d * sum_i (C_ii - 1)^2 + lambda_c * s_o * sum_{i != j} C_ij^2 + w * sum_{i != j} A_ij^2 with
+    w = lambda_s * s_s ("fixed", the reference constants) or w from `state` ("auto", see AutoBalance).
+
+    Why positions are samples: crops start at random times, so pooled positions are exchangeable draws of the
+    same features. Per position over a batch of 8 crops, every mean, variance and correlation comes from 8
+    samples (spurious |C_ij| of independent dims ~0.31 per position); over all N = 8 x 25 = 200 pooled positions
+    E|C_ij| is ~sqrt(2 / (pi (N - 1))) = 0.057. Positions of one crop are correlated in time, so the effective N
+    is lower, and with N <= D the matrices have rank <= N - 1 (sum_{i != j} A_ij^2 >= D^2 / (N - 1) - D). Keep
+    pool_frames at most the crop's frame count (50 per second), or positions repeat frames. No running estimate
+    across steps: the gradient needs this batch's statistics.
     """
     if pred.shape != target.shape:
         raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must have one shape")

@@ -10,13 +10,15 @@ import torch
 from pipeline.teachers.registry import relative_depth_layers
 
 
-def map_layers(num_layers_per_teacher: Sequence[int],
-               fractions: Sequence[float] = (1 / 3, 2 / 3, 1.0)) -> list[list[int]]:
+def map_layers(num_layers_per_teacher: Sequence[int], fractions: Sequence[float] = (1 / 3, 2 / 3, 1.0),
+               input_states: Sequence[bool] | None = None) -> list[list[int]]:
     """Hidden-state indices at the same relative depths for each teacher (arXiv 2302.12757).
 
-    Counts are Upstream.num_layers, i.e. hidden states including the input (a 12-layer HuBERT has 13).
+    Counts are Upstream.num_layers; input_states (default all True) say whether a teacher's state 0 is its input
+    (a 12-layer HuBERT has 13 states) or its first layer's output (Resemblyzer's 3 LSTMs: 0, 1, 2).
     """
-    return [relative_depth_layers(n, fractions) for n in num_layers_per_teacher]
+    flags = [True] * len(num_layers_per_teacher) if input_states is None else list(input_states)
+    return [relative_depth_layers(n, fractions, flag) for n, flag in zip(num_layers_per_teacher, flags, strict=True)]
 
 
 def fit_projection(features: torch.Tensor, d_out: int) -> tuple[torch.Tensor, torch.Tensor]:

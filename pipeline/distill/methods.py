@@ -219,12 +219,13 @@ class Ensemble(Method):
     """Ensemble distillation from several teachers (arXiv 2302.12757): layerwise average or concatenation of
     the teachers' targets with one head per layer, or one set of heads per teacher ("heads").
 
-    Teachers of unequal depth are mapped by relative depth (the loop gives every teacher its layers at depths
-    1/3, 2/3, 1); unequal widths by a fixed PCA projection fitted once on cached train frames (the
-    layer-normalised targets of each teacher and layer, projected to proj_dim, default the narrowest width)
-    before averaging. concat and heads need no projection and use none unless proj_dim is set. Each
-    teacher's target is layer-normalised (after projection) before aggregation so no teacher dominates. The
-    layer map and projection are recorded in config.json["ensemble"] and projection.safetensors.
+    Teachers of unequal depth are mapped by relative depth (the loop gives every teacher its states at depths
+    1/3, 2/3, 1, by whether its state 0 is an input: train.target_layers); unequal widths by a fixed PCA
+    projection fitted once on cached train frames (the layer-normalised targets of each teacher and layer,
+    projected to proj_dim, default the narrowest width) before averaging. concat and heads need no projection
+    and use none unless proj_dim is set. Each teacher's target is layer-normalised (after projection) before
+    aggregation so no teacher dominates. The layer map and projection are recorded in config.json["ensemble"]
+    and projection.safetensors.
     """
 
     many_teachers = True
@@ -348,8 +349,7 @@ class ClusterKD(Method):
         self.classifier = nn.Linear(ctx.student_dim, ctx.codebook.shape[0])
         self.tau, self.ce = float(self.options["tau"]), float(self.options["ce"])
 
-    def kd_term(self, logits: torch.Tensor, teacher_logits: torch.Tensor, ids: torch.Tensor,
-                mask: torch.Tensor) -> torch.Tensor:
+    def kd_term(self, logits: torch.Tensor, teacher_logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return kd_loss(logits, teacher_logits, self.tau, mask, from_logits=True)
 
     def forward(self, states: list[torch.Tensor], mask: torch.Tensor,
@@ -359,7 +359,7 @@ class ClusterKD(Method):
         teacher = posterior_logits(codebook_features(batch.targets[0][0]), self.codebook,
                                    float(self.options["posterior_temperature"]), self.options["form"])
         logits = self.classifier(states[-1])
-        kd = self.kd_term(logits, teacher, ids.clamp_min(0), valid)
+        kd = self.kd_term(logits, teacher, valid)
         ce = masked_mean(F.cross_entropy(logits.float().transpose(1, 2), ids.clamp_min(0), reduction="none"), valid)
         acc = masked_mean((logits.argmax(-1) == ids).float(), valid)
         cos = masked_mean(F.cosine_similarity(logits.softmax(-1), teacher.softmax(-1), dim=-1), valid)
@@ -368,14 +368,14 @@ class ClusterKD(Method):
 
 class DecoupledKD(ClusterKD):
     """LSTM student with decoupled KD (arXiv 2203.08679 applied as in 2309.09920): tau^2 (alpha TCKD +
-    beta NCKD), target class = the frame's k-means cluster id (the teacher posterior's argmax), + ce * CE."""
+    beta NCKD) + ce * CE on the cluster ids. DKD's target class is the teacher posterior's argmax, as DKD
+    defines it: with the distance form that is the frame's k-means id, with the cosine form it may not be."""
 
     OPTIONS = {**ClusterKD.OPTIONS, "alpha": 1.0, "beta": 4.0}
 
-    def kd_term(self, logits: torch.Tensor, teacher_logits: torch.Tensor, ids: torch.Tensor,
-                mask: torch.Tensor) -> torch.Tensor:
-        return dkd_loss(logits, teacher_logits, ids, float(self.options["alpha"]), float(self.options["beta"]),
-                        self.tau, mask, from_logits=True)
+    def kd_term(self, logits: torch.Tensor, teacher_logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return dkd_loss(logits, teacher_logits, teacher_logits.argmax(-1), float(self.options["alpha"]),
+                        float(self.options["beta"]), self.tau, mask, from_logits=True)
 
 
 class _TextStudent(Method):

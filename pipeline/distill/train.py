@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from pipeline.cache.extract import expected_fingerprint
 from pipeline.cache.index import FeatureCache
+from pipeline.cache.store import stored
 from pipeline.config import load_config
 from pipeline.corpus.manifest import read_manifest
 from pipeline.distill.data import ClusterIds, DistillBatches, DomainLabels, Extra, Prefetcher, TextTargets
@@ -62,6 +63,16 @@ def _resume_state(path: Path, job: dict, device: torch.device) -> dict | None:
     return state
 
 
+def target_layers(fingerprint: dict) -> list[int]:
+    """Cached states a student predicts, by the cache's fingerprint: every state of a cache of chosen layers
+    (teachers.<t>.layers, e.g. [4, 8, 12]), layer for layer; of a cache of all states, those at DistilHuBERT's
+    relative depths 1/3, 2/3, 1 (4, 8, 12 of 13; 0, 1, 2 of Resemblyzer's 3 LSTM outputs, no input state)."""
+    n = int(fingerprint["num_layers"])
+    if "layers" in fingerprint:
+        return list(range(n))
+    return relative_depth_layers(n, input_state=stored(fingerprint, "input_state"))
+
+
 def open_sources(spec: dict, needs: Needs, audio: list[str], targets: list[str], plans: list[str], codebook: str,
                  text: str, train_ids: list[str], crop_frames: int, seed: int,
                  expect: dict[str, dict] | None = None) -> tuple[DistillBatches, MethodContext]:
@@ -104,10 +115,7 @@ def open_sources(spec: dict, needs: Needs, audio: list[str], targets: list[str],
     if needs.layers == "codebook":
         ctx.layers = [[cb.layer]]
     else:
-        # a cache of chosen teacher layers (teachers.<t>.layers, e.g. [4, 8, 12]) is distilled layer for layer;
-        # a cache of all hidden states at DistilHuBERT's relative depths 1/3, 2/3, 1 (4, 8, 12 of 13)
-        ctx.layers = [list(range(c.fingerprint["num_layers"])) if "layers" in c.fingerprint
-                      else relative_depth_layers(c.fingerprint["num_layers"]) for c in target_caches]
+        ctx.layers = [target_layers(c.fingerprint) for c in target_caches]
     ctx.target_dims = [[int(c.fingerprint["dim"])] * len(ls) for c, ls in zip(target_caches, ctx.layers,
                                                                               strict=True)]
     if needs.domains:

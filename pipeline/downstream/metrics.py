@@ -1,8 +1,10 @@
-"""Downstream metrics on decoded label strings: accuracy, all-slots accuracy, edit-distance error rates."""
+"""Downstream metrics on decoded label strings: accuracy, all-slots accuracy, error rates (jiwer)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+import jiwer
 
 
 def accuracy(refs: Sequence[str], preds: Sequence[str]) -> float:
@@ -21,17 +23,6 @@ def slot_accuracy(refs: Sequence[str], preds: Sequence[str], sep: str = "|") -> 
     return sum(slots(r) == slots(p) for r, p in zip(refs, preds, strict=True)) / len(refs)
 
 
-def edit_distance(ref: Sequence, hyp: Sequence) -> int:
-    """Levenshtein distance (substitutions, insertions, deletions all cost 1) between token sequences."""
-    prev = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, start=1):
-        cur = [i] + [0] * len(hyp)
-        for j, h in enumerate(hyp, start=1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
-        prev = cur
-    return prev[-1]
-
-
 def tokenize(text: str, unit: str) -> list[str]:
     """Split a transcript into words/phones ("word": whitespace-separated) or characters ("char")."""
     if unit == "word":
@@ -42,14 +33,19 @@ def tokenize(text: str, unit: str) -> list[str]:
 
 
 def error_rate(refs: Sequence[str], hyps: Sequence[str], unit: str = "word") -> float:
-    """Corpus-level edit errors / reference tokens: WER and PER with unit="word", CER with unit="char"."""
+    """Corpus-level edits / reference tokens by jiwer: WER, PER (space-separated phones) unit="word"; CER "char".
+
+    Any run of whitespace separates tokens (and is one space for CER), as `tokenize` splits labels. An empty
+    reference among others adds its hypothesis' insertions and no tokens; references with no token at all
+    raise ValueError (jiwer would return the insertion count, not a rate).
+    """
     _check_lengths(refs, hyps)
-    ref_tokens = [tokenize(r, unit) for r in refs]
-    total = sum(len(t) for t in ref_tokens)
-    if total == 0:
+    if not any(tokenize(r, unit) for r in refs):
         raise ValueError("error rate undefined: the references hold no tokens")
-    errors = sum(edit_distance(r, tokenize(h, unit)) for r, h in zip(ref_tokens, hyps, strict=True))
-    return errors / total
+    ref_text, hyp_text = [" ".join(r.split()) for r in refs], [" ".join(h.split()) for h in hyps]
+    if unit == "word":
+        return jiwer.process_words(ref_text, hyp_text).wer
+    return jiwer.process_characters(ref_text, hyp_text).cer
 
 
 def _check_lengths(refs: Sequence, preds: Sequence) -> None:

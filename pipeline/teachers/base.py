@@ -17,12 +17,15 @@ class Upstream(torch.nn.Module):
 
     Subclasses set `name`, `kind`, `source`, `num_layers`, `dim` and implement `hidden_states`
     and `num_frames`; `hidden_states_batch` defaults to a loop. Outputs are float32 tensors on
-    the model's device; index 0 is the transformer input, the last one the final layer.
+    the model's device; the last one is the final layer. `input_state` says what index 0 is: the
+    input to the first layer (True: transformers' embeddings, students' projected CNN features) or the
+    first layer's output (False: Resemblyzer's LSTMs); relative depths are mapped accordingly.
     """
 
     name: str = "upstream"
     kind: str = "upstream"
     source: str = ""
+    input_state: bool = True
     frame_rate: int = 50
     sample_rate: int = SAMPLE_RATE
     min_samples: int = SAMPLE_RATE // 10
@@ -60,6 +63,7 @@ class Upstream(torch.nn.Module):
             "num_layers": self.num_layers,
             "dim": self.dim,
             "frame_rate": self.frame_rate,
+            "input_state": self.input_state,
         }
 
     def check_wav(self, wav: torch.Tensor | np.ndarray) -> torch.Tensor:

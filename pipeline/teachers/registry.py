@@ -21,22 +21,30 @@ def pick_device(prefer: str = "auto") -> torch.device:
     return device
 
 
-def relative_depth_layers(num_layers: int, fractions: Sequence[float] = (1 / 3, 2 / 3, 1.0)) -> list[int]:
-    """Hidden-state indices at relative depths: round(f * (num_layers - 1)), half up; 0 = input."""
+def relative_depth_layers(num_layers: int, fractions: Sequence[float] = (1 / 3, 2 / 3, 1.0),
+                          input_state: bool = True) -> list[int]:
+    """Hidden-state indices nearest the relative depths `fractions` (ties to the deeper state).
+
+    With an input state (index 0 = the input, depth 0) state i has depth i / (num_layers - 1): round(f * (n - 1));
+    without one (index 0 = the first layer's output) depth (i + 1) / num_layers: round(f * n) - 1, at least 0.
+    So 1/3, 2/3, 1 of 13 states are 4, 8, 12, and of Resemblyzer's 3 LSTM outputs 0, 1, 2.
+    """
     if num_layers < 1:
         raise ValueError("num_layers must be positive")
     for f in fractions:
         if not 0.0 <= f <= 1.0:
             raise ValueError(f"relative depth {f} is outside [0, 1]")
-    return [math.floor(f * (num_layers - 1) + 0.5) for f in fractions]
+    if input_state:
+        return [math.floor(f * (num_layers - 1) + 0.5) for f in fractions]
+    return [max(math.floor(f * num_layers + 0.5), 1) - 1 for f in fractions]
 
 
-def resolve_layers(layers: Any, num_layers: int) -> list[int] | None:
+def resolve_layers(layers: Any, num_layers: int, input_state: bool = True) -> list[int] | None:
     """Indices for a `layers` spec: 'all' (None), [ints] (negatives from the end), {'relative': [f]}."""
     if layers is None or layers == "all":
         return None
     if isinstance(layers, dict) and set(layers) == {"relative"}:
-        return relative_depth_layers(num_layers, layers["relative"])
+        return relative_depth_layers(num_layers, layers["relative"], input_state)
     if isinstance(layers, (list, tuple)) and layers and all(isinstance(i, int) for i in layers):
         out = [i + num_layers if i < 0 else i for i in layers]
         bad = [i for i, o in zip(layers, out, strict=True) if not 0 <= o < num_layers]
@@ -56,6 +64,7 @@ class LayerSelect(Upstream):
         self.name, self.kind, self.source = inner.name, inner.kind, inner.source
         self.frame_rate, self.min_samples = inner.frame_rate, inner.min_samples
         self.num_layers, self.dim = len(self.layers), inner.dim
+        self.input_state = inner.input_state and self.layers[0] == 0
 
     def hidden_states(self, wav: torch.Tensor) -> list[torch.Tensor]:
         """The selected hidden states of one clip."""
@@ -71,7 +80,7 @@ class LayerSelect(Upstream):
         return self.inner.num_frames(num_samples)
 
     def fingerprint(self) -> dict[str, Any]:
-        """The wrapped fingerprint with the selected indices."""
+        """The wrapped fingerprint (its input_state: what `layers` index into) with the selected indices."""
         fp = self.inner.fingerprint()
         fp.update(num_layers=self.num_layers, layers=self.layers)
         return fp
@@ -119,6 +128,14 @@ LOADERS: dict[str, Callable[[str, dict[str, Any]], Upstream]] = {
 }
 
 
+NO_INPUT_STATE = frozenset({"resemblyzer"})  # kinds whose class sets input_state = False (tests check they agree)
+
+
+def kind_input_state(kind: str) -> bool:
+    """Whether upstreams of `kind` have an input state at index 0, known from the config without loading one."""
+    return kind not in NO_INPUT_STATE
+
+
 def load_upstream(name: str, spec: dict[str, Any], device: str = "cpu") -> Upstream:
     """Load the upstream a config entry describes, in eval mode on device, restricted to spec['layers']."""
     kind = spec.get("kind")
@@ -127,5 +144,5 @@ def load_upstream(name: str, spec: dict[str, Any], device: str = "cpu") -> Upstr
     upstream = LOADERS[kind](name, spec)
     upstream.name = name
     upstream = upstream.to(pick_device(device)).eval()
-    layers = resolve_layers(spec.get("layers", "all"), upstream.num_layers)
+    layers = resolve_layers(spec.get("layers", "all"), upstream.num_layers, upstream.input_state)
     return upstream if layers is None else LayerSelect(upstream, layers).eval()

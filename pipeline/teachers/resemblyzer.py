@@ -63,9 +63,10 @@ def normalize_volume(wav: torch.Tensor) -> torch.Tensor:
 
 
 class ResemblyzerUpstream(Upstream):
-    """Hidden states [LSTM 1, LSTM 2, LSTM 3] (T, 256) at 50 Hz of Resemblyzer's speaker encoder."""
+    """Hidden states [LSTM 1, LSTM 2, LSTM 3] (T, 256) at 50 Hz of Resemblyzer's speaker encoder (no input state)."""
 
     kind = "resemblyzer"
+    input_state = False  # state 0 is the first LSTM's output: depths 1/3, 2/3, 1 are states 0, 1, 2
 
     def __init__(self, state: dict[str, torch.Tensor], name: str = "resemblyzer", source: str = "") -> None:
         super().__init__()

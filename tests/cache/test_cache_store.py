@@ -150,6 +150,19 @@ def test_fingerprint_mismatch_names_key_and_says_what_to_do(tmp_path):
         Store(path, expect={"code_version": "1"})
 
 
+def test_stores_without_input_state_read_as_having_an_input_state(tmp_path):
+    """Stores written before fingerprints carried input_state: state 0 was always taken as the input."""
+    path = _write(tmp_path / "old.zarr", _utts(np.random.default_rng(0), n=2))
+    Store(path, expect={"name": "teacher-x", "input_state": True})
+    older = r"input_state .*store has no input_state \(written before the key existed: True\), expected False"
+    with pytest.raises(CacheMismatchError, match=older):
+        Store(path, expect={"name": "teacher-x", "input_state": False})
+    new = _write(tmp_path / "new.zarr", _utts(np.random.default_rng(0), n=2), fp={**FP, "input_state": False})
+    Store(new, expect={"input_state": False})
+    with pytest.raises(CacheMismatchError, match="input_state"):
+        Store(new, expect={"input_state": True})
+
+
 def test_exception_inside_with_leaves_nothing(tmp_path):
     path = tmp_path / "s.zarr"
     with pytest.raises(RuntimeError, match="boom"):

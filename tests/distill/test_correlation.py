@@ -1,26 +1,31 @@
-"""Correlation loss (arXiv 2312.12153): zero at whitened identity, monotone, numpy loop, auto weight."""
+"""Correlation loss (arXiv 2312.12153): zero at whitened identity, monotone, numpy loop, sample count of the
+statistics, auto weight."""
+
+import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 
 from pipeline.distill.correlation import AutoBalance, correlation, correlation_loss, pool_time, standardize
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 def whitened(b: int, length: int, d: int, seed: int = 0) -> torch.Tensor:
-    """(B, L, D) with zero batch mean and identity batch correlation at every position."""
+    """(B, L, D) whose B * L samples (items x positions) have zero mean and identity correlation."""
     g = torch.Generator().manual_seed(seed)
-    out = []
-    for _ in range(length):
-        x = torch.randn(b, d, generator=g, dtype=torch.float64)
-        q, _ = torch.linalg.qr(x - x.mean(0))
-        out.append(q * (b - 1) ** 0.5)
-    return torch.stack(out, 1).float()
+    x = torch.randn(b * length, d, generator=g, dtype=torch.float64)
+    q, _ = torch.linalg.qr(x - x.mean(0))
+    return (q * (b * length - 1) ** 0.5).reshape(b, length, d).float()
 
 
 def numpy_loss(pred, target, lengths, pool, s_d, s_o, lambda_c, lambda_s, s_s):
-    """Explicit loops: torch's adaptive-average bins over valid frames, batch z-scores, sums over i, j."""
+    """Explicit loops: torch's adaptive-average bins over valid frames, z-scores over all B * L pooled samples,
+    sums over i, j."""
     def pooled(x):
         out = np.zeros((x.shape[0], pool, x.shape[2]))
         for b, n in enumerate(lengths):
@@ -30,16 +35,18 @@ def numpy_loss(pred, target, lengths, pool, s_d, s_o, lambda_c, lambda_s, s_s):
         return out
 
     def zscore(x):
-        return (x - x.mean(0)) / np.sqrt(x.var(0, ddof=1) + 1e-6)
+        flat = x.reshape(-1, x.shape[-1])
+        return (x - flat.mean(0)) / np.sqrt(flat.var(0, ddof=1) + 1e-6)
 
     p, h = zscore(pooled(pred)), zscore(pooled(target))
     bsz, length, d = p.shape
+    n = bsz * length
     c, a = np.zeros((d, d)), np.zeros((d, d))
     for i in range(d):
         for j in range(d):
             pairs = [(b, t) for b in range(bsz) for t in range(length)]
-            c[i, j] = sum(p[b, t, i] * h[b, t, j] for b, t in pairs) / (bsz - 1) / length
-            a[i, j] = sum(p[b, t, i] * p[b, t, j] for b, t in pairs) / (bsz - 1) / length
+            c[i, j] = sum(p[b, t, i] * h[b, t, j] for b, t in pairs) / (n - 1)
+            a[i, j] = sum(p[b, t, i] * p[b, t, j] for b, t in pairs) / (n - 1)
     loss = 0.0
     for i in range(d):
         for j in range(d):
@@ -96,8 +103,53 @@ def test_equals_explicit_numpy_loop_with_padding():
 
 def test_einsum_equals_naive_outer_products():
     zp, zh = standardize(torch.randn(5, 7, 4)), standardize(torch.randn(5, 7, 4))
-    naive = (zp[..., :, None] * zh[..., None, :]).sum((0, 1)) / (4 * 7)
+    naive = (zp[..., :, None] * zh[..., None, :]).sum((0, 1)) / (5 * 7 - 1)
     torch.testing.assert_close(correlation(zp, zh), naive)
+
+
+def test_statistics_take_items_and_positions_as_samples():
+    """C is the Pearson correlation of the B * L pooled samples (numpy's corrcoef); A's diagonal is 1."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(4, 6, 3, generator=g, dtype=torch.float64) * torch.tensor([1.0, 3.0, 0.2]) + 2.0
+    y = x @ torch.randn(3, 3, generator=g, dtype=torch.float64) + torch.randn(4, 6, 3, generator=g,
+                                                                                dtype=torch.float64)
+    zx, zy = standardize(x, eps=0.0), standardize(y, eps=0.0)
+    ref = np.corrcoef(x.reshape(24, 3).numpy(), y.reshape(24, 3).numpy(), rowvar=False)
+    np.testing.assert_allclose(correlation(zx, zy).numpy(), ref[:3, 3:], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(correlation(zx, zx).numpy(), ref[:3, :3], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(correlation(zx, zx).diagonal().numpy(), np.ones(3), rtol=1e-12)
+
+
+def mean_abs_null_correlation(n: int) -> float:
+    """E|r| of the Pearson correlation of n independent Gaussian pairs: density (1 - r^2)^((n-4)/2) / B(1/2,
+    (n-2)/2) on [-1, 1], so E|r| = 2 / ((n - 2) B(1/2, (n - 2)/2))."""
+    log_beta = math.lgamma(0.5) + math.lgamma((n - 2) / 2) - math.lgamma((n - 1) / 2)
+    return 2.0 / ((n - 2) * math.exp(log_beta))
+
+
+def mean_abs_off_diagonal(b: int, length: int, d: int, seed: int) -> float:
+    x = torch.randn(b, length, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    z = standardize(x)
+    a = correlation(z, z)
+    return float((a.abs().sum() - a.diagonal().abs().sum()) / (d * (d - 1)))
+
+
+def test_default_config_gives_the_statistics_enough_samples():
+    """Independent dims (D = 512, Whisper base's width): at the default config's batch x pooled positions the
+    spurious off-diagonal correlations average below 0.1, as the B * L-sample theory says; from 8 samples
+    (a batch alone) they do not."""
+    students = yaml.safe_load((ROOT / "config.yaml").read_text())["students"]
+    for name in ("corr_fixed", "corr_auto"):
+        train, pool = students[name]["train"], students[name]["options"]["pool_frames"]
+        assert pool <= train["crop_seconds"] * 50  # pooled positions are distinct frames, not repeats
+        b, n = train["batch_size"], train["batch_size"] * pool
+        assert (b, n) == (8, 200)
+        got = mean_abs_off_diagonal(b, pool, 512, seed=6)
+        assert got == pytest.approx(mean_abs_null_correlation(n), rel=0.02)  # 0.0567
+        assert got < 0.1
+    few = mean_abs_off_diagonal(8, 1, 512, seed=7)
+    assert few == pytest.approx(mean_abs_null_correlation(8), rel=0.02)  # 0.3125
+    assert few > 0.1
 
 
 def test_gradient_reaches_pred_only_through_valid_frames():

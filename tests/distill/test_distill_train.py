@@ -155,8 +155,9 @@ def test_utt_of():
 # ---------------------------------------------------------------- end-to-end training
 
 
-def _dataset(tmp_path, num_layers=3, dim=16, n_utts=6):
-    """A view-audio index, a feature index of a fake teacher whose targets depend on the audio, a manifest."""
+def _dataset(tmp_path, num_layers=3, dim=16, n_utts=6, spec=None, drop=()):
+    """A view-audio index, a feature index of a fake teacher (config entry `spec`, fingerprint keys `drop` left
+    out as an older store lacks them) whose targets depend on the audio, a manifest."""
     rng = np.random.default_rng(0)
     proj = rng.standard_normal((num_layers, dim, 4))
     bias = rng.standard_normal((num_layers, dim)) * 2
@@ -178,7 +179,8 @@ def _dataset(tmp_path, num_layers=3, dim=16, n_utts=6):
     half = n_utts // 2
     a0 = _store(tmp_path / "views" / "shard0.zarr", dict(list(audio.items())[:half]), {"kind": "view_audio"})
     a1 = _store(tmp_path / "views" / "shard1.zarr", dict(list(audio.items())[half:]), {"kind": "view_audio"})
-    fp = teacher_fingerprint("tiny", name="tiny", num_layers=num_layers, dim=dim, frame_rate=50)
+    fp = teacher_fingerprint("tiny", spec, name="tiny", num_layers=num_layers, dim=dim, frame_rate=50)
+    fp = {k: v for k, v in fp.items() if k not in drop}
     f0_ = _store(tmp_path / "cache" / "shard0.zarr", dict(list(feats.items())[:half]), fp, "float16")
     f1_ = _store(tmp_path / "cache" / "shard1.zarr", dict(list(feats.items())[half:]), fp, "float16")
     build_index([a0, a1], str(tmp_path / "views" / "index.tsv"))
@@ -194,9 +196,9 @@ def _no_downstream(cfg):
         task.pop("upstreams", None)
 
 
-def _config(path, steps, method="distilhubert", **train):
+def _config(path, steps, method="distilhubert", spec=None, **train):
     cfg = copy.deepcopy(yaml.safe_load((ROOT / "config.yaml").read_text()))
-    cfg["teachers"] = {"tiny": dict(NEVER_LOADED)}
+    cfg["teachers"] = {"tiny": dict(spec or NEVER_LOADED)}
     cfg["students"] = {"st": {
         "method": method, "teacher": "tiny",
         "arch": {"conv_channels": 16, "dim": 32, "layers": 1, "heads": 2, "ffn": 64},
@@ -215,6 +217,35 @@ def test_target_layers_relative_depth(tmp_path, num_layers, expect):
     train_student(config, "st", data["manifest"], data["audio"], data["targets"], str(out),
                   resume_dir=str(tmp_path / "resume"))
     assert json.loads((out / "config.json").read_text())["target_layers"] == expect
+
+
+RESEMBLYZER = {"kind": "resemblyzer", "path": "never-loaded"}
+
+
+@pytest.mark.parametrize(("spec", "drop", "expect"), [
+    (RESEMBLYZER, (), [0, 1, 2]),  # 3 LSTM outputs, no input state: each one a target once
+    (None, (), [1, 1, 2]),  # 3 states of which state 0 is the input (input + 2 layers)
+    (None, ("input_state",), [1, 1, 2]),  # a store written before the key existed: an input state
+])
+def test_target_layers_follow_the_caches_input_state(tmp_path, spec, drop, expect):
+    data = _dataset(tmp_path, num_layers=3, dim=4, n_utts=3, spec=spec, drop=drop)
+    config = _config(tmp_path / "config.yaml", steps=1, spec=spec)
+    out = tmp_path / "out"
+    train_student(config, "st", data["manifest"], data["audio"], data["targets"], str(out),
+                  resume_dir=str(tmp_path / "resume"))
+    assert json.loads((out / "config.json").read_text())["target_layers"] == expect
+
+
+def test_train_refuses_a_resemblyzer_cache_without_input_state(tmp_path):
+    """A Resemblyzer cache written before stores recorded input_state reads as having one: refused, not
+    silently mapped to states 1, 1, 2."""
+    data = _dataset(tmp_path, num_layers=3, dim=4, n_utts=3, spec=RESEMBLYZER, drop=("input_state",))
+    config = _config(tmp_path / "config.yaml", steps=1, spec=RESEMBLYZER)
+    from pipeline.cache.store import CacheMismatchError
+
+    with pytest.raises(CacheMismatchError, match="input_state"):
+        train_student(config, "st", data["manifest"], data["audio"], data["targets"], str(tmp_path / "out"),
+                      resume_dir=str(tmp_path / "resume"))
 
 
 def test_train_refuses_other_teachers_cache(tmp_path):

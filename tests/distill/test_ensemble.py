@@ -10,6 +10,8 @@ def test_relative_depth_map_for_12_6_and_4_layer_teachers():
     # hidden-state counts (input + layers): depths 1/3, 2/3, 1 of 12, 6 and 4 layers, rounded half up
     assert map_layers([13, 7, 5]) == [[4, 8, 12], [2, 4, 6], [1, 3, 4]]
     assert map_layers([7, 5], fractions=(0.5, 1.0)) == [[3, 6], [2, 4]]
+    # Resemblyzer: 3 LSTM outputs, no input state -> every one used once (not 1, 1, 2)
+    assert map_layers([7, 5, 3], input_states=[True, True, False]) == [[2, 4, 6], [1, 3, 4], [0, 1, 2]]
 
 
 def test_average_of_identical_teachers_is_that_teacher():

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.distill.kd import dkd_loss, dkd_terms, kd_loss, teacher_posteriors
+from pipeline.distill.codebook import codebook_features, nearest
+from pipeline.distill.kd import dkd_loss, dkd_terms, kd_loss, posterior_logits, teacher_posteriors
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
@@ -94,6 +95,18 @@ def test_hard_teacher_with_exact_zeros_gives_finite_loss_and_gradient():
     # with a one-hot teacher KD is the cross-entropy of the target
     ce = torch.nn.functional.cross_entropy(zs.detach()[0], torch.tensor([0, 2, 1]))
     assert kd_loss(zs.detach(), teacher, 1.0, mask).item() == pytest.approx(ce.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("temperature", [0.05, 0.1, 1.0])
+def test_distance_posterior_argmax_is_the_nearest_centroid(temperature):
+    """DKD's target is the posterior's argmax; with the distance form that is the stored k-means id."""
+    g = torch.Generator().manual_seed(2)
+    feats = codebook_features(torch.randn(2000, 16, generator=g))
+    mu = codebook_features(torch.randn(50, 16, generator=g)) * torch.rand(50, 1, generator=g)  # unequal norms
+    top = posterior_logits(feats, mu, temperature, "distance").argmax(-1)
+    assert torch.equal(top, nearest(feats, mu))
+    d2 = ((feats.double()[:, None] - mu.double()) ** 2).sum(-1)
+    assert torch.equal(top, d2.argmin(-1))
 
 
 def test_unknown_form_raises():

@@ -223,6 +223,46 @@ def test_cluster_kd_loss_against_numpy(name):
     assert logs["ce"] == pytest.approx(np.mean(ces), rel=1e-4)
 
 
+def test_dkd_target_is_the_cosine_posteriors_argmax_not_the_stored_id():
+    """With form "cosine" the k-means id (nearest centroid) can differ from the teacher's top class; DKD's
+    target class is the teacher's top class (arXiv 2203.08679), the cross-entropy stays on the stored ids."""
+    torch.manual_seed(5)
+    k, d, t_post, tau, alpha, beta = 6, 8, 0.1, 1.5, 0.7, 4.0
+    # centroids of unequal norms: the nearest one (distance) is often not the best aligned one (cosine)
+    codebook = codebook_features(torch.randn(k, d)) * torch.tensor([0.1, 0.3, 0.6, 1.0, 1.5, 2.5])[:, None]
+    method = build_method("dkd", MethodContext(8, [[d]], layers=[[2]], codebook=codebook),
+                          {"k": k, "tau": tau, "ce": 0.5, "posterior_temperature": t_post, "alpha": alpha,
+                           "beta": beta, "form": "cosine"})
+    feats = torch.randn(3, 5, d)
+    mask = _mask(3, 5, [5, 4, 2])
+    ids = nearest(codebook_features(feats).reshape(-1, d), codebook).reshape(3, 5)
+    ids[~mask] = -1
+    states = [torch.randn(3, 5, 8)]
+    loss, logs = method(states, mask, _batch([[feats]], clusters=ids))
+    # independent: numpy unit-normalised features, cosine logits, DKD written out with the argmax as target
+    h = feats.numpy().astype(np.float64)
+    h = (h - h.mean(-1, keepdims=True)) / np.sqrt(h.var(-1, keepdims=True) + 1e-5) / np.sqrt(d)
+    mu = codebook.numpy().astype(np.float64)
+    cos = (h / np.linalg.norm(h, axis=-1, keepdims=True)) @ (mu / np.linalg.norm(mu, axis=-1, keepdims=True)).T
+    student_logits = method.classifier(states[0]).detach().numpy().astype(np.float64)
+    terms, ces, differ = [], [], 0
+    for b in range(3):
+        for t in range(5):
+            if not mask[b, t]:
+                continue
+            pt, ps = _np_softmax(cos[b, t] / t_post / tau), _np_softmax(student_logits[b, t] / tau)
+            c = int(np.argmax(cos[b, t]))
+            differ += c != int(ids[b, t])
+            bt, bs = np.array([pt[c], 1 - pt[c]]), np.array([ps[c], 1 - ps[c]])
+            rest = [j for j in range(k) if j != c]
+            ht, hs = pt[rest] / pt[rest].sum(), ps[rest] / ps[rest].sum()
+            terms.append(tau ** 2 * (alpha * np.sum(bt * np.log(bt / bs)) + beta * np.sum(ht * np.log(ht / hs))))
+            ces.append(-np.log(_np_softmax(student_logits[b, t])[int(ids[b, t])]))
+    assert differ >= 3  # the case this test is about: stored ids and the teacher's top class disagree
+    assert loss.item() == pytest.approx(np.mean(terms) + 0.5 * np.mean(ces), rel=1e-4)
+    assert logs["ce"] == pytest.approx(np.mean(ces), rel=1e-4)
+
+
 def test_cluster_kd_refuses_a_codebook_of_another_size():
     ctx = MethodContext(8, [[6]], codebook=torch.randn(7, 6))
     with pytest.raises(ValueError, match="options.k"):

