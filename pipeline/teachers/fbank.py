@@ -8,8 +8,8 @@ more). Per frame: DC offset removed, pre-emphasis 0.97, Povey window, 512-point 
 Kaldi mel filters from 20 Hz to 8 kHz, natural log floored at float32 eps; no dither. Deltas and delta-deltas
 over +-2 frames (torchaudio ComputeDeltas, win_length 5, edge frames repeated), then CMVN of all 240 dims over
 the clip's own frames (mean 0, std 1), so a clip's features never depend on what else is in its batch; it also
-removes the clip's gain and mean spectrum (a steady tone maps to zeros), as s3prl's CMVN does. One hidden state (T, 240);
-no parameters.
+removes the clip's gain and mean spectrum (a steady tone maps to zeros), as s3prl's CMVN does. One hidden state
+(T, 240); no parameters.
 """
 
 from __future__ import annotations
