@@ -112,6 +112,17 @@ def test_unknown_downstream_upstream():
         validate_config(cfg)
 
 
+def test_fbank_teacher_validates_and_names_no_weights():
+    cfg = validate_config(_cfg())
+    assert cfg["teachers"]["fbank"] == {"kind": "fbank", "layers": "all"}
+    assert all(cfg["students"][s]["teacher"] != "fbank" for s in cfg["students"])  # a reference, not a teacher
+    for key, value in (("model", "facebook/hubert-base-ls960"), ("package", "x"), ("path", "w.pt")):
+        cfg = _cfg()
+        cfg["teachers"]["fb"] = {"kind": "fbank", key: value}
+        with pytest.raises(ConfigError, match=rf"teachers\.fb: kind fbank .*\['{key}'\]"):
+            validate_config(cfg)
+
+
 def test_defaults_are_filled():
     cfg = _cfg()
     del cfg["results"]

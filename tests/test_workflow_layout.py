@@ -90,6 +90,16 @@ def test_scores_and_outputs():
     assert set(scores) <= set(outs)
 
 
+def test_fbank_is_evaluated_on_every_task_and_condition():
+    """The parameter-free fbank reference is an upstream like any teacher: every task, every condition; no
+    student distils from it, so the views that are only scored are extracted for their test split alone."""
+    L = Layout(_cfg())
+    assert L.evaluations()["fbank"] == list(_cfg()["downstream"]["tasks"])
+    assert set(L.scores("fbank")) == {L.score("fbank", t, c) for t in L.evaluations()["fbank"] for c in L.conditions(t)}
+    assert L.feature_sources("fbank") == L.feature_sources("whisper_base")
+    assert [v for c, v in L.feature_sources("fbank") if not L.scored_only("fbank", c, v)] == ["clean"]
+
+
 def test_regex_matches_exactly_the_names():
     rx = Layout.regex(["a.b", "whisper_base"])
     assert re.fullmatch(rx, "a.b") and re.fullmatch(rx, "whisper_base")

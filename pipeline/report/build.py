@@ -19,7 +19,6 @@ from pipeline.report.papers import (
     ensemble_table,
     lstm_table,
     read_student_configs,
-    robustness_section,
     robustness_table,
     summary_table,
     superb_table,
@@ -92,9 +91,10 @@ def build(scores: Sequence[str], out: Path, config: str | None) -> None:
         conditions = [c for c in CONDITION_ORDER if c in set(summary["condition"])]
     conditions += sorted(set(summary["condition"]) - set(conditions))
 
+    robustness = robustness_table(infos, lookup, conditions)
     tables: list[Table] = [
         superb_table(infos, lookup, upstreams),
-        robustness_table(infos, lookup, conditions),
+        robustness,
         ensemble_table(infos, lookup),
         lstm_table(infos, lookup),
         text_table(infos, lookup, conditions),
@@ -110,8 +110,7 @@ def build(scores: Sequence[str], out: Path, config: str | None) -> None:
         write_table(table, out)
     (out / "tables.md").write_text("# Report tables\n\n" + "\n".join(to_markdown(t) for t in tables))
 
-    robust = [i.name for i in infos.values() if robustness_section(i)]
-    robust = [t for t in dict.fromkeys(t for n in robust for t in infos[n].teachers)] + robust
+    robust = [row[0].value for row in robustness.rows]  # the table's upstreams: reference, teachers, students
     figures.robustness_figure(summary, out / "robustness.png", ["ks", "ic", "asr"], conditions,
                               [u for u in robust if u in upstreams] or upstreams)
     figures.head_curves_figure(_curves(records, lookup.tasks), out / "head_curves.png")

@@ -24,6 +24,8 @@ CONDITION_ORDER = ("clean", "indomain", "ood", "real")
 ROBUST_METHODS = {"distilhubert", "dann", "correlation"}
 LSTM_METHODS = {"kd", "dkd"}
 TEXT_METHODS = {"pad", "text_metric"}
+# parameter-free feature baselines (teacher kinds): a reference row in every table that compares upstreams
+REFERENCE_KINDS = {"fbank": "log-mel filterbank + deltas (no parameters)"}
 
 
 @dataclass
@@ -42,6 +44,11 @@ class UpstreamInfo:
     num_params: float | None = None
     train_seconds: float | None = None
     train: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_reference(self) -> bool:
+        """A parameter-free feature baseline (SUPERB's FBANK row), configured as a teacher of kind fbank."""
+        return self.kind == "teacher" and self.teacher_kind in REFERENCE_KINDS
 
     @property
     def is_baseline(self) -> bool:
@@ -86,6 +93,8 @@ def read_student_configs(paths: Sequence[str]) -> dict[str, dict[str, Any]]:
 
 def label(info: UpstreamInfo) -> str:
     """A short description of how the upstream was made, for the tables' method column."""
+    if info.is_reference:
+        return REFERENCE_KINDS[info.teacher_kind]
     if info.kind == "teacher":
         return f"teacher ({info.teacher_kind})" if info.teacher_kind else "teacher"
     m, o = info.method, info.options
@@ -168,7 +177,8 @@ def _metric_table(name: str, title: str, scores: Scores, rows: Sequence[tuple[st
                   cols: Sequence[tuple[str, str, str, Column]], notes: Sequence[str]) -> Table:
     """Rows (section, upstream) x [upstream, method, params, metric columns]; best per metric column in bold."""
     base = [Column("upstream", "upstream"), Column("method", "method"), Column("params", "params")]
-    table = Table(name, title, base + [c for *_, c in cols], notes=list(notes))
+    notes = [*notes, REFERENCE_NOTE] if any(section == "reference" for section, _ in rows) else list(notes)
+    table = Table(name, title, base + [c for *_, c in cols], notes=notes)
     left_out = []
     for section, info in rows:
         params = info.num_params if info.num_params is not None else scores.params.get(info.name)
@@ -189,14 +199,28 @@ NOTE = ("Values in %, mean ± std over seeds where there are several; best per c
         "better (accuracy), ↓ lower is better (PER, WER, CER). '-' = not run or not configured.")
 
 
+REFERENCE_NOTE = ("reference: log-mel filterbank features with deltas (SUPERB's FBANK row, at 50 Hz; "
+                  "pipeline/teachers/fbank.py), no parameters: what the heads reach without a learned upstream.")
+
+
+def _with_references(infos: dict[str, UpstreamInfo],
+                     rows: list[tuple[str, UpstreamInfo]]) -> list[tuple[str, UpstreamInfo]]:
+    """The reference upstreams (parameter-free baselines) as the first rows of a table that has any rows."""
+    listed = {i.name for _, i in rows}
+    refs = [("reference", i) for i in infos.values() if i.is_reference and i.name not in listed]
+    return refs + rows if rows else rows
+
+
 def _present(infos: dict[str, UpstreamInfo], scores: Scores, names: Sequence[str]) -> list[UpstreamInfo]:
     return [infos[n] for n in names if n in infos]
 
 
 def superb_table(infos: dict[str, UpstreamInfo], scores: Scores, upstreams: Sequence[str]) -> Table:
     """SUPERB-style overview: every evaluated upstream, clean test sets, all tasks, parameter counts."""
-    rows = [("teachers" if i.kind == "teacher" else "students", i) for i in _present(infos, scores, upstreams)]
-    rows.sort(key=lambda r: r[0] != "teachers")
+    order = ["reference", "teachers", "students"]
+    rows = [("reference" if i.is_reference else "teachers" if i.kind == "teacher" else "students", i)
+            for i in _present(infos, scores, upstreams)]
+    rows.sort(key=lambda r: order.index(r[0]))
     cols = _columns(scores, scores.tasks, ["clean"], {"asr": ["cer"]})
     return _metric_table("superb", "SUPERB-style overview (clean test sets)", scores, rows, cols,
                          [NOTE, "Frozen upstreams, learnable softmax-weighted layer sum, small heads "
@@ -210,7 +234,7 @@ def robustness_table(infos: dict[str, UpstreamInfo], scores: Scores, conditions:
     order = ["baseline", "cross-distortion mapping", "domain-adversarial", "correlation metrics"]
     students.sort(key=lambda r: order.index(r[0]))
     teachers = dict.fromkeys(t for _, i in students for t in i.teachers if t in infos)
-    rows = [("teacher", infos[t]) for t in teachers] + students
+    rows = _with_references(infos, [("teacher", infos[t]) for t in teachers] + students)
     cols = _columns(scores, ["ks", "ic", "asr"], conditions)
     return _metric_table("robustness", "Robustness to distortions: KS / IC / ASR by test condition", scores, rows,
                          cols, [NOTE, "indomain: Gaussian / coloured noise or babble, with small rooms, pitch shift "
@@ -225,8 +249,9 @@ def ensemble_table(infos: dict[str, UpstreamInfo], scores: Scores) -> Table:
     ensembles = [i for i in infos.values() if i.kind == "student" and (i.method == "ensemble" or len(i.teachers) > 1)]
     teachers = dict.fromkeys(t for i in ensembles for t in i.teachers if t in infos)
     singles = [i for i in infos.values() if i.is_baseline and i.teachers[0] in teachers]
-    rows = ([("single teachers", infos[t]) for t in teachers] + [("single-teacher students", i) for i in singles]
-            + [("ensemble students", i) for i in ensembles])
+    rows = _with_references(infos, [("single teachers", infos[t]) for t in teachers]
+                            + [("single-teacher students", i) for i in singles]
+                            + [("ensemble students", i) for i in ensembles])
     cols = _columns(scores, ["pr", "sid", "er", "asr"], ["clean"])
     return _metric_table("ensembles", "Ensemble distillation: PR / SID / ER / ASR (clean)", scores, rows, cols,
                          [NOTE, "Single-teacher students: the DistilHuBERT recipe on one of the ensemble's teachers."])
@@ -238,7 +263,7 @@ def lstm_table(infos: dict[str, UpstreamInfo], scores: Scores) -> Table:
     lstms = [i for i in infos.values() if i.kind == "student" and (i.method in LSTM_METHODS or i.arch == "lstm")]
     teachers = {t for i in lstms for t in i.teachers}
     transformers = [i for i in infos.values() if i.is_baseline and i.teachers[0] in teachers]
-    rows = [("transformer", i) for i in transformers] + [("LSTM", i) for i in lstms]
+    rows = _with_references(infos, [("transformer", i) for i in transformers] + [("LSTM", i) for i in lstms])
     cols = _columns(scores, ["pr", "asr"], ["clean"], {"asr": ["cer"]})
     return _metric_table("lstm", "LSTM students with KD and decoupled KD: parameters, PR, ASR (clean)", scores,
                          rows, cols, [NOTE, "KD / DKD on teacher posteriors over a k-means codebook of teacher "
@@ -249,6 +274,7 @@ def text_table(infos: dict[str, UpstreamInfo], scores: Scores, conditions: Seque
     """Text-aligned students (arXiv 2303.03600): intent accuracy, metric-distillation baselines vs PAD-style."""
     rows = [("metric baselines", i) for i in infos.values() if i.kind == "student" and i.method == "text_metric"]
     rows += [("PAD-style", i) for i in infos.values() if i.kind == "student" and i.method == "pad"]
+    rows = _with_references(infos, rows)
     cols = _columns(scores, ["ic"], [c for c in conditions if c != "real"])
     return _metric_table("text", "Text-aligned students: intent classification accuracy", scores, rows, cols,
                          [NOTE, "Students aligned to all-MiniLM-L6-v2 text embeddings; PAD-style = global "

@@ -114,6 +114,12 @@ def _resemblyzer(name: str, spec: dict[str, Any]) -> Upstream:
     return load_resemblyzer(path=spec.get("path"), name=name)
 
 
+def _fbank(name: str, spec: dict[str, Any]) -> Upstream:
+    from .fbank import FbankUpstream
+
+    return FbankUpstream(name=name)
+
+
 def _text(name: str, spec: dict[str, Any]) -> Upstream:
     raise ValueError(f"teacher '{name}' is a text teacher (kind 'text'): it embeds transcripts "
                      "(python -m pipeline embed-text), not audio, so it has no hidden states to extract")
@@ -124,6 +130,7 @@ LOADERS: dict[str, Callable[[str, dict[str, Any]], Upstream]] = {
     "hf": _hf,
     "student": _student,
     "resemblyzer": _resemblyzer,
+    "fbank": _fbank,
     "text": _text,
 }
 

@@ -41,10 +41,10 @@ def _audio(path, n=5, seed=0, prefix="u"):
     return wavs
 
 
-def _config(path, teacher_dir, **cache):
+def _config(path, teacher_dir, teachers=None, **cache):
     cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
     cfg = copy.deepcopy(cfg)
-    cfg["teachers"] = {"tiny": {"kind": "hf", "model": str(teacher_dir)}}
+    cfg["teachers"] = teachers or {"tiny": {"kind": "hf", "model": str(teacher_dir)}}
     cfg["students"] = {}
     cfg["downstream"]["upstreams"] = []
     cfg["cache"].update(cache)
@@ -86,6 +86,31 @@ def test_extract_matches_teacher_hidden_states(tmp_path, norm):
     assert fp["dtype"] == "float16"
     with pytest.raises(CacheMismatchError):
         Store(out, expect={"sha256": "0" * 64})
+
+
+def test_extract_fbank_into_a_store(tmp_path):
+    """The parameter-free fbank upstream caches like any teacher: its features in float16, 0 parameters, and a
+    fingerprint holding its settings, so features made with other settings are refused."""
+    from pipeline.cache.extract import expected_fingerprint
+    from pipeline.config import load_config
+    from pipeline.teachers.fbank import FbankSettings, FbankUpstream
+
+    wavs = _audio(tmp_path / "audio.zarr", n=4, seed=3)
+    config = _config(tmp_path / "config.yaml", None, teachers={"fbank": {"kind": "fbank"}}, batch_seconds=2.5)
+    out = tmp_path / "feats.zarr"
+    extract_shard(config, "fbank", str(tmp_path / "audio.zarr"), str(out))
+    cfg, ref = load_config(config), FbankUpstream(name="fbank")
+    store = Store(out, expect=expected_fingerprint(cfg, "fbank", ref))
+    assert sorted(store.ids) == sorted(wavs)
+    for key, wav in wavs.items():
+        want = ref.hidden_states(torch.from_numpy(wav))[0][:, None].numpy().astype(np.float16)
+        assert want.shape == (ref.num_frames(len(wav)), 1, 240)
+        np.testing.assert_array_equal(store.get(key), want)
+    fp = store.fingerprint
+    assert fp["num_params"] == 0 and fp["kind"] == "fbank" and fp["spec"] == {"kind": "fbank", "layers": "all"}
+    other = FbankUpstream(FbankSettings(cmvn=False), name="fbank")
+    with pytest.raises(CacheMismatchError, match="fbank"):
+        Store(out, expect=expected_fingerprint(cfg, "fbank", other))
 
 
 def test_extract_float32_zstd(tmp_path):

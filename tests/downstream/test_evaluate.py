@@ -110,3 +110,43 @@ def test_evaluate_writes_every_head_and_score_of_the_layout(tmp_path):
     assert ks["seeds"] == [0, 1] and len(ks["per_seed"]) == 2 and ks["n"] == 2 * 9
     assert ks["value"] == np.mean([r["value"] for r in ks["per_seed"]])
     assert json.loads(Path(layout.score("fake", "pr", "real")).read_text())["metric"] == "per"
+
+
+def test_fbank_is_extracted_and_evaluated_like_any_upstream(tmp_path):
+    """The fbank reference through the real verbs, without Snakemake: `extract-upstream` writes every store its
+    evaluation reads (Layout's paths) from view audio, `evaluate` trains heads on its one hidden state and scores
+        every condition with 0 parameters. A keyword is two tones one after the other, a different pair for each: a
+    steady tone alone would vanish under the utterance CMVN."""
+    from pipeline.cache.extract import extract_upstream
+    from pipeline.cache.store import StoreWriter
+
+    cfg = {"seed": 1, "results": str(tmp_path / "results"),
+           "corpus": {"synthetic": {"voices": 1, "keyword": 1, "command": 0, "sentence": 0},
+                      "real": {"asterisk": False}},
+           "views": {}, "teachers": {"fbank": {"kind": "fbank"}}, "cache": {}, "students": {},
+           "downstream": {"upstreams": "all", "tasks": {"ks": {"steps": 30, "lr": 5e-2, "batch_size": 8}}}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    layout = Layout(validate_config(cfg))
+    rng = np.random.default_rng(0)
+    rows = [row(f"{w}-{split}-{n}", split, keyword=w) for split, count in (("train", 6), ("dev", 2), ("test", 2))
+            for w in KEYWORDS for n in range(count)]
+    save_manifest(rows, Path(layout.manifest("synthetic")))
+    t = np.arange(4000) / 16000
+    pairs = {w: (300 * 2 ** k, 700 * 2 ** k) for k, w in enumerate(KEYWORDS)}
+    for corpus, view, shard in layout.feature_shards("fbank"):
+        copies = cfg["views"][view]["copies"] if view != "clean" else 1
+        with StoreWriter(layout.view_store(corpus, view, shard), {"kind": "view_audio", "view": view},
+                         dtype="float32") as w:
+            for r in rows[shard::layout.num_shards(corpus)]:
+                tones = np.concatenate([0.3 * np.sin(2 * np.pi * f * t) for f in pairs[r["keyword"]]])
+                for c in range(copies):
+                    noise = 0.02 * (1 + (view != "clean")) * rng.standard_normal(tones.size)
+                    w.add(f"{r['utt_id']}@{c}", (tones + noise).astype(np.float32))
+    extract_upstream(str(tmp_path / "config.yaml"), "fbank")
+    evaluate(str(tmp_path / "config.yaml"), "fbank", ["ks"])
+    assert layout.conditions("ks") == ["clean", "indomain", "ood"]
+    for condition in layout.conditions("ks"):
+        data = json.loads(Path(layout.score("fbank", "ks", condition)).read_text())
+        assert data["num_params"] == 0 and data["layer_weights"] == [1.0]
+        assert data["n"] == 6 * (2 if condition == "indomain" else 1)  # 2 test utterances x 3 keywords x copies
+        assert data["value"] == 1.0, (condition, data["value"])

@@ -4,12 +4,22 @@ the caches, benchmarks and training settings they are built from (numbers recomp
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from pipeline.cache.index import build_index
 from pipeline.cache.store import StoreWriter
 from pipeline.report.cost import cost_tables, teacher_extraction
-from pipeline.report.papers import Scores, describe, ensemble_table, lstm_table, robustness_table, text_table
+from pipeline.report.papers import (
+    Scores,
+    describe,
+    ensemble_table,
+    lstm_table,
+    robustness_table,
+    summary_table,
+    superb_table,
+    text_table,
+)
 from pipeline.report.scores import long_form, summarise
 
 # names chosen to mislead: only method / views / options may decide where a student goes
@@ -102,3 +112,74 @@ def test_cost_tables_add_up(tmp_path):
     assert trow["big"][9].value == pytest.approx(online)
     assert trow["big"][10].value == pytest.approx(online / 7.5)
     assert json.dumps([c.text() for c in trow["total"]])  # the total row renders
+
+
+def test_fbank_is_a_reference_row_of_every_comparison():
+    """A teacher of kind fbank (by kind: the name says nothing) heads each paper table that has rows."""
+    config = {**CONFIG, "teachers": {**CONFIG["teachers"], "x9": {"kind": "fbank"}}}
+    infos = describe(config, {"x3": {"student": "lstm", "num_params": 900}})
+    assert [n for n, i in infos.items() if i.is_reference] == ["x9"]
+    scores = Scores(summarise(long_form([{"upstream": u, "task": "ks", "condition": "clean", "metric": "acc",
+                                          "value": v, "seeds": [0], "num_params": p, "file": u}
+                                         for u, v, p in (("x9", 0.6, 0), ("big", 0.9, 1000))])))
+    superb = superb_table(infos, scores, ["big", "x9", "ens_like_name"])
+    assert [(s, r[0].value) for r, s in zip(superb.rows, superb.sections, strict=True)] == [
+        ("reference", "x9"), ("teachers", "big"), ("students", "ens_like_name")]
+    assert superb.rows[0][1].value.startswith("log-mel filterbank") and superb.rows[0][2].text() == "0"
+    assert any(n.startswith("reference: log-mel") for n in superb.notes)
+    tables = [robustness_table(infos, scores, ["clean", "ood"]), ensemble_table(infos, scores),
+              lstm_table(infos, scores), text_table(infos, scores, ["clean"])]
+    for table in tables:
+        assert (table.sections[0], table.rows[0][0].value) == ("reference", "x9"), table.name
+        assert table.sections.count("reference") == 1 and table.rows[1][0].value != "x9"
+    assert tables[0].rows[0][3].value == 0.6
+    summary = summary_table(infos, scores, ["big", "x9"], ["clean"])
+    assert [r[0].value for r in summary.rows] == ["big", "x9"]
+    alone = describe({"teachers": {"x9": {"kind": "fbank"}, "big": {"kind": "hf"}}, "students": {}}, {})
+    assert not lstm_table(alone, scores).rows and not robustness_table(alone, scores, ["clean"]).rows
+
+
+def test_report_build_shows_fbank_in_tables_cost_and_figures(tmp_path, monkeypatch):
+    """`python -m pipeline report` on a run with an fbank upstream: reference rows, 0 parameters in the cost
+    table (from its cache's fingerprint), and a bar in the robustness figure."""
+    import yaml
+
+    from pipeline.report import build as report_build
+    from pipeline.report.tables import build_report
+
+    results = tmp_path / "results"
+    cfg = {"seed": 1, "results": str(results),
+           "corpus": {"synthetic": {"voices": 1, "keyword": 0, "command": 0, "sentence": 0}}, "views": {},
+           "teachers": {"big": {"kind": "hf", "model": "none"}, "mel": {"kind": "fbank"}}, "cache": {},
+           "students": {"stu": {"method": "distilhubert", "teacher": "big"}},
+           "downstream": {"upstreams": "all", "tasks": {"ks": {"steps": 1, "lr": 1e-3}},
+                          "conditions": ["clean", "ood"]}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    _cache(results, "mel", "clean", [[100]], [0.5], 0)
+    _cache(results, "big", "clean", [[100]], [2.0], 1000)
+    scores = []
+    for i, (up, params) in enumerate((("big", 1000), ("mel", 0), ("stu", 500))):
+        for cond in ("clean", "ood"):
+            path = tmp_path / f"{up}-{cond}.json"
+            path.write_text(json.dumps({"upstream": up, "task": "ks", "condition": cond, "metric": "acc",
+                                        "value": 0.5 + 0.1 * i, "seeds": [0], "num_params": params,
+                                        "layer_weights": [1.0]}))
+            scores.append(str(path))
+    shown = {}
+    original = report_build.figures.robustness_figure
+
+    def robustness_figure(*args):
+        shown["ups"] = args[-1]
+        original(*args)
+
+    monkeypatch.setattr(report_build.figures, "robustness_figure", robustness_figure)
+    build_report(scores, str(tmp_path / "report"), str(tmp_path / "config.yaml"))
+    out = tmp_path / "report"
+    for name in ("superb", "robustness"):
+        csv = pd.read_csv(out / f"{name}.csv")
+        assert (csv.loc[0, "section"], csv.loc[0, "upstream"], csv.loc[0, "params"]) == ("reference", "mel", 0)
+    cost = pd.read_csv(out / "cost_teachers.csv").set_index("teacher")
+    assert cost.loc["mel", "params"] == 0 and cost.loc["big", "params"] == 1000
+    assert "| mel " in (out / "cost_teachers.md").read_text()
+    assert shown["ups"] == ["mel", "big", "stu"]
+    assert "mel" in set(pd.read_csv(out / "summary.csv")["upstream"])

@@ -126,7 +126,8 @@ def test_fingerprint_changes_with_weights(fake_students):
 
 
 def test_unknown_kind_lists_known():
-    with pytest.raises(ValueError, match=r"known kinds: \['hf', 'resemblyzer', 'student', 'text', 'whisper_ct2'\]"):
+    known = r"known kinds: \['fbank', 'hf', 'resemblyzer', 'student', 'text', 'whisper_ct2'\]"
+    with pytest.raises(ValueError, match=known):
         load_upstream("x", {"kind": "fairseq"})
 
 
