@@ -16,7 +16,8 @@ CONDITIONS = {"clean": ("synthetic", "clean"), "indomain": ("synthetic", "indoma
               "ood": ("synthetic", "ood"), "real": ("asterisk", "clean")}
 REAL_LABELS = {"keyword", "text", "phones"}  # label columns the real (Asterisk) corpus provides
 # report tables (each as .md, .csv, .tex and .html) and figures; see pipeline/report/
-REPORT_TABLES = ("superb", "robustness", "ensembles", "lstm", "text", "cost_teachers", "cost_students", "summary")
+REPORT_TABLES = ("superb", "robustness", "ensembles", "lstm", "text", "cost_teachers", "cost_students", "convergence",
+                 "summary")
 REPORT_FIGURES = ("robustness.png", "head_curves.png", "student_curves.png", "layer_weights.png")
 REPORT_FILES = (*(f"{t}.{x}" for t in REPORT_TABLES for x in ("md", "csv", "tex", "html")),
                 "tables.md", "scores.csv", *REPORT_FIGURES)

@@ -10,6 +10,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm import tqdm
@@ -19,7 +20,7 @@ from pipeline.cache.index import FeatureCache
 from pipeline.cache.store import stored
 from pipeline.config import load_config
 from pipeline.corpus.manifest import read_manifest
-from pipeline.distill.data import ClusterIds, DistillBatches, DomainLabels, Extra, Prefetcher, TextTargets
+from pipeline.distill.data import Batch, ClusterIds, DistillBatches, DomainLabels, Extra, Prefetcher, TextTargets
 from pipeline.distill.inputs import teacher_list
 from pipeline.distill.methods import Method, MethodContext, Needs, build_method, get_method
 from pipeline.report.figures import plot_curve
@@ -192,6 +193,46 @@ def _save_artifacts(files: dict[str, dict[str, torch.Tensor]], out: Path) -> Non
         os.replace(tmp, out / name)
 
 
+def build_training(cfg: dict, spec: dict, ctx: MethodContext, options: dict, train: dict,
+                   device: torch.device) -> tuple[torch.nn.Module, Method, torch.optim.Optimizer, dict | None]:
+    """Student (started from `spec.init`'s teacher when given), method and AdamW with two parameter groups:
+    the student's, and the method's (heads) at `train.head_lr_scale` times the learning rate."""
+    model = build_student(get_method(spec["method"]).student, spec.get("arch", {}))
+    init = None
+    if spec.get("init"):
+        from pipeline.students.init import init_from_teacher
+        from pipeline.teachers.registry import load_upstream
+
+        init = init_from_teacher(model, load_upstream(spec["init"], cfg["teachers"][spec["init"]]))
+    model = model.to(device)
+    ctx.student_dim = model.dim
+    method = build_method(spec["method"], ctx, options).to(device)
+    opt = torch.optim.AdamW([{"params": list(model.parameters()), "scale": 1.0},
+                             {"params": list(method.parameters()), "scale": float(train.get("head_lr_scale", 1.0))}],
+                            lr=train["lr"])
+    return model, method, opt, init
+
+
+def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    """The schedule's learning rate times each parameter group's scale."""
+    for group in opt.param_groups:
+        group["lr"] = lr * group["scale"]
+
+
+def train_step(model: torch.nn.Module, method: Method, opt: torch.optim.Optimizer, batch: Batch,
+               autocast: Any = None) -> tuple[float, dict[str, float]]:
+    """One optimizer step on a batch: forward, the method's loss, backward, clipping at norm 10, update."""
+    with autocast or nullcontext():
+        states, mask = model(batch.wav, batch.lengths, batch.offsets)
+        frames = states[-1].shape[1] if batch.frames is None else min(states[-1].shape[1], batch.frames)
+        loss, logs = method([s[:, :frames] for s in states], mask[:, :frames], batch.trim(frames))
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_([p for group in opt.param_groups for p in group["params"]], 10.0)
+    opt.step()
+    return loss.item(), logs
+
+
 def train_student(config: str, student: str, manifest: str, audio: list[str], targets: list[str], out_dir: str,
                   resume_dir: str = "results/.resume", threads: int = 0, plans: list[str] | None = None,
                   codebook: str = "", text: str = "") -> None:
@@ -225,20 +266,7 @@ def train_student(config: str, student: str, manifest: str, audio: list[str], ta
     dev = dev_batches(spec, needs, audio, targets, list(plans or []), codebook, text, dev_ids, crop, seed,
                       train["batch_size"], expect)
 
-    model = build_student(method_cls.student, spec.get("arch", {}))
-    init = None
-    if spec.get("init"):
-        from pipeline.students.init import init_from_teacher
-        from pipeline.teachers.registry import load_upstream
-
-        init = init_from_teacher(model, load_upstream(spec["init"], cfg["teachers"][spec["init"]]))
-    model = model.to(device)
-    ctx.student_dim = model.dim
-    method = build_method(spec["method"], ctx, options).to(device)
-    params = list(model.parameters()) + list(method.parameters())
-    head_scale = float(train.get("head_lr_scale", 1.0))  # method parameters (heads) may learn faster
-    opt = torch.optim.AdamW([{"params": list(model.parameters()), "scale": 1.0},
-                             {"params": list(method.parameters()), "scale": head_scale}], lr=train["lr"])
+    model, method, opt, init = build_training(cfg, spec, ctx, options, train, device)
     log.info("%s: %s, %d student params (+%d method), teachers %s layers %s, %d train utterances", student,
              spec["method"], count_params(model), count_params(method), ctx.teachers, layers, len(batches.utts))
 
@@ -269,22 +297,13 @@ def train_student(config: str, student: str, manifest: str, audio: list[str], ta
         curve.append({"step": 0, **evaluate_dev(model, method, dev, device)})
     for step in tqdm(range(start, steps), desc=f"train {student}", initial=start, total=steps, mininterval=5):
         lr = lr_at(step, steps, train["lr"], train["warmup"])
-        for group in opt.param_groups:
-            group["lr"] = lr * group["scale"]
+        set_lr(opt, lr)
         batch = loader.next().to(device)
         batch.progress = step / steps
-        with autocast:
-            states, mask = model(batch.wav, batch.lengths, batch.offsets)
-            frames = states[-1].shape[1] if batch.frames is None else min(states[-1].shape[1], batch.frames)
-            states = [s[:, :frames] for s in states]
-            loss, logs = method(states, mask[:, :frames], batch.trim(frames))
-        if not math.isfinite(loss.item()):
-            raise FloatingPointError(f"{student}: loss became {loss.item()} at step {step}; lower train.lr")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 10.0)
-        opt.step()
-        row = {"step": step + 1, "train_loss": loss.item(), "lr": lr, **logs} if (
+        loss, logs = train_step(model, method, opt, batch, autocast)
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"{student}: loss became {loss} at step {step}; lower train.lr")
+        row = {"step": step + 1, "train_loss": loss, "lr": lr, **logs} if (
             step % log_every == 0 or step == steps - 1) else {}
         if (step + 1) % dev_every == 0 or step == steps - 1:
             row = {"step": step + 1, **row, **evaluate_dev(model, method, dev, device)}

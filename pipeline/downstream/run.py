@@ -32,6 +32,7 @@ from pipeline.downstream.tasks import Codec, Task, codec_from_state, get_task
 log = logging.getLogger(__name__)
 LAYER_NORM = True  # per-frame layer norm of each hidden state before the weighted sum (DESIGN.md)
 EVALS_PER_RUN = 20  # dev evaluations over a training run
+CLIP_NORM = 5.0  # gradient-norm clipping of head training (CTC heads at high learning rates spike without it)
 DEFAULTS = {"batch_size": 32, "seeds": [0]}
 
 
@@ -81,9 +82,14 @@ def _pools(spec: Task) -> bool:
 
 def _fit(model: DownstreamModel, spec: Task, codec: Codec, train: Split, dev: Split, settings: dict[str, Any],
          seed: int, desc: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The training loop: Adam on shuffled padded batches, dev metric every few steps; best state + curve."""
+    """The training loop: Adam on shuffled padded batches, dev metric every few steps; best state + curve.
+
+    `schedule: linear` decays the learning rate linearly to zero at `steps`; `patience` > 0 stops once the dev
+    metric has not improved for that many evaluations (the curve then ends before `steps`)."""
     steps, bs = int(settings["steps"]), int(settings["batch_size"])
-    optimizer = torch.optim.Adam(model.parameters(), lr=float(settings["lr"]))
+    peak, patience = float(settings["lr"]), int(settings.get("patience", 0))
+    decay = settings.get("schedule", "constant") == "linear"
+    optimizer = torch.optim.Adam(model.parameters(), lr=peak)
     lengths = [s.shape[0] for s in train.states]  # all 1 for pooled heads: plain shuffling
     batches = batch_indices(len(lengths), bs, torch.Generator().manual_seed(seed),
                             lengths if max(lengths) > 1 else None)
@@ -93,22 +99,33 @@ def _fit(model: DownstreamModel, spec: Task, codec: Codec, train: Split, dev: Sp
     curve: list[dict[str, Any]] = []
     losses: list[float] = []
     progress = tqdm(range(1, steps + 1), desc=desc, mininterval=5)
+    stale = 0
     for step in progress:
         model.train()
+        if decay:
+            optimizer.param_groups[0]["lr"] = peak * (steps - step + 1) / steps
         idx = next(batches)
         batch, mask = pad([train.states[i] for i in idx])
         loss = codec.loss(model(batch, mask, normalised=True), mask, codec.collate([targets[i] for i in idx]))
         optimizer.zero_grad()
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP_NORM)
         optimizer.step()
         losses.append(loss.item())
         if step % eval_every == 0 or step == steps:
             value = spec.score(dev.labels, predict(model, codec, dev.states, bs))
-            curve.append({"step": step, "train_loss": sum(losses) / len(losses), f"dev_{spec.metric}": value})
+            curve.append({"step": step, "train_loss": sum(losses) / len(losses),
+                          "lr": optimizer.param_groups[0]["lr"], f"dev_{spec.metric}": value})
             losses = []
             progress.set_postfix(loss=f"{curve[-1]['train_loss']:.3f}", dev=f"{value:.3f}")
             if not best or (value > best["value"] if spec.higher_is_better else value < best["value"]):
                 best = {"step": step, "value": value, "model": copy.deepcopy(model.state_dict())}
+                stale = 0
+            else:
+                stale += 1
+            if patience and stale >= patience:
+                break
+    progress.close()
     return best, curve
 
 
@@ -127,7 +144,8 @@ def _train(spec: Task, settings: dict[str, Any], upstream: str, features: Featur
         best, curve = _fit(model, spec, codec, train, dev, settings, seed, f"{spec.name} head on {upstream} s{seed}")
         model.load_state_dict(best["model"])
         runs.append({"seed": seed, "model": best["model"], "layer_weights": model.featurizer.layer_weights(),
-                     "best_step": best["step"], "dev_value": best["value"], "curve": curve,
+                     "best_step": best["step"], "steps_run": curve[-1]["step"], "dev_value": best["value"],
+                     "curve": curve,
                      "train_seconds": round(time.perf_counter() - t0, 2)})
         log.info("%s/%s seed %d: best dev %s %.4f at step %d (%.1f s)", upstream, spec.name, seed, spec.metric,
                  best["value"], best["step"], runs[-1]["train_seconds"])
@@ -219,6 +237,7 @@ def _score(spec: Task, settings: dict[str, Any], ckpt: dict[str, Any], head: str
         metrics = spec.metrics(refs, predict(model, codec, states, int(settings["batch_size"])))
         per_seed.append({"seed": seed, "value": metrics[spec.metric], "metrics": metrics,
                          "dev_value": run["dev_value"], "best_step": run["best_step"],
+                         "steps_run": run.get("steps_run", run["curve"][-1]["step"]),
                          "train_seconds": run.get("train_seconds"), "layer_weights": run["layer_weights"],
                          "curve": run["curve"]})
     values = [r["value"] for r in per_seed]

@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from pipeline.report import figures
+from pipeline.report.convergence import convergence_table
 from pipeline.report.cost import cost_tables, teacher_extraction
 from pipeline.report.papers import (
     CONDITION_ORDER,
@@ -105,6 +106,7 @@ def build(scores: Sequence[str], out: Path, config: str | None) -> None:
         tables += [Table(n, t, [], notes=["needs the run's config (python -m pipeline report --config ...)"])
                    for n, t in (("cost_teachers", "Cost of the teacher feature cache"),
                                 ("cost_students", "Per-student training cost"))]
+    tables.append(convergence_table(records))
     tables.append(summary_table(infos, lookup, upstreams, conditions))
     for table in tables:
         write_table(table, out)

@@ -163,10 +163,14 @@ def cost_tables(ext: dict[str, Extraction], infos: dict[str, UpstreamInfo],
 
     scols = [Column("student", "student"), Column("method", "method"), Column("teachers", "teacher(s)"),
              Column("params", "params"), Column("steps", "steps"), Column("batch", "batch"),
-             Column("train_s", "training (s)"), Column("passes", "teacher passes avoided"),
+             Column("train_s", "training (s)"), Column("dev_cos", "dev target cosine"),
+             Column("flat", "flat from step"), Column("passes", "teacher passes avoided"),
              Column("online_s", "online teacher time (s, est.)"), Column("online_total", "online run (s, est.)")]
     stable = Table("cost_students", "Per-student training time from the cache vs an online run", scols,
-                   notes=["Training time: the student's config.json train_seconds (the training loop only). "
+                   notes=["Dev target cosine: the mean cosine between the student's predictions and its targets "
+                          "(teacher layers, cluster posteriors or sentence embeddings) on held-out dev crops after "
+                          "training; flat from step: the first dev evaluation within 1 % of that value. "
+                          "Training time: the student's config.json train_seconds (the training loop only). "
                           "Online: each training example would need one forward pass of each of the student's "
                           "teachers on its crop (crop_seconds, or the mean utterance for whole-utterance methods), "
                           "timed at the teacher's measured extraction speed; '-' where the teacher has no audio "
@@ -182,11 +186,13 @@ def cost_tables(ext: dict[str, Extraction], infos: dict[str, UpstreamInfo],
         all_passes = passes * len(s.teachers) if passes is not None else None
         stable.add("", [Cell(s.name), Cell(label(s)), Cell(", ".join(s.teachers)), Cell(s.num_params, kind="params"),
                         Cell(s.train.get("steps"), kind="int"), Cell(s.train.get("batch_size"), kind="int"),
-                        Cell(s.train_seconds, kind="sec"), Cell(all_passes, kind="int"), Cell(teacher_s, kind="sec"),
+                        Cell(s.train_seconds, kind="sec"), Cell(s.dev_cos, kind="float"),
+                        Cell(s.dev_flat_step, kind="int"), Cell(all_passes, kind="int"), Cell(teacher_s, kind="sec"),
                         Cell(total, kind="sec")])
         sums = [sums[0] + (s.train_seconds or 0.0), sums[1] + (all_passes or 0), sums[2] + (teacher_s or 0.0)]
     if students:
         stable.add("", [Cell("total"), Cell(""), Cell(""), Cell(None, kind="params"), Cell(None), Cell(None),
-                        Cell(sums[0], kind="sec"), Cell(sums[1], kind="int"), Cell(sums[2] or None, kind="sec"),
+                        Cell(sums[0], kind="sec"), Cell(None), Cell(None), Cell(sums[1], kind="int"),
+                        Cell(sums[2] or None, kind="sec"),
                         Cell(sums[0] + sums[2] if sums[2] else None, kind="sec")])
     return ttable, stable

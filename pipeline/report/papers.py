@@ -44,6 +44,8 @@ class UpstreamInfo:
     num_params: float | None = None
     train_seconds: float | None = None
     train: dict[str, Any] = field(default_factory=dict)
+    dev_cos: float | None = None  # a student's mean target cosine on held-out dev crops after training
+    dev_flat_step: int | None = None  # first dev evaluation within 1 % of the final dev cosine
 
     @property
     def is_reference(self) -> bool:
@@ -76,7 +78,8 @@ def describe(config: dict[str, Any], student_configs: dict[str, dict[str, Any]])
             input_view=merged.get("input_view", "clean"), target_view=merged.get("target_view", "clean"),
             options={**spec.get("options", {}), **(trained.get("options") or {})},
             arch=trained.get("student", spec.get("arch_kind", "")), num_params=trained.get("num_params"),
-            train_seconds=trained.get("train_seconds"), train=trained.get("train") or spec.get("train", {}))
+            train_seconds=trained.get("train_seconds"), train=trained.get("train") or spec.get("train", {}),
+            dev_cos=trained.get("dev_target_cosine"), dev_flat_step=trained.get("dev_flat_step"))
     return infos
 
 

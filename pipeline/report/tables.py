@@ -25,7 +25,7 @@ class Cell:
 
     value: Any = None
     std: float | None = None
-    kind: str = "text"  # pct | params | int | sec | mb | x | text
+    kind: str = "text"  # pct | params | int | sec | mb | x | float | share | text
     best: bool = False
     missing: int = 0  # labelled test utterances the score left out for lack of features: marked MISSING_MARK
 
@@ -52,6 +52,10 @@ class Cell:
             return f"{int(round(v)):,}"
         if self.kind == "x":
             return f"{v:.1f}x"
+        if self.kind == "float":
+            return f"{v:.3f}"
+        if self.kind == "share":
+            return f"{v * 100:.0f} %"
         return f"{v:.1f}" if self.kind in ("sec", "mb") else f"{v:g}"
 
 

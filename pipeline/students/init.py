@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from pipeline.students.lstm import LSTMStudent
 from pipeline.students.transformer import TransformerStudent
 
 
@@ -53,11 +54,30 @@ def init_from_whisper(student: TransformerStudent, encoder: nn.Module) -> dict[s
     return {"teacher_layers": list(range(1, arch.layers + 1)), "front_end": True, "final_norm": True}
 
 
+def init_frontend_from_whisper(student: LSTMStudent, encoder: nn.Module) -> dict[str, object]:
+    """Copy a WhisperEncoder's two convolutions into a log-mel LSTM student's front end (in place): an LSTM has
+    no layer of the teacher's kind to take, but it can read what the teacher's first layer reads."""
+    arch, cfg = student.arch, encoder.config
+    want = {"frontend": "logmel", "conv_channels": cfg.d_model, "n_mels": cfg.num_mel_bins}
+    wrong = {k: (getattr(arch, k), v) for k, v in want.items() if getattr(arch, k) != v}
+    if wrong:
+        raise ValueError("to start from this Whisper teacher's front end the LSTM student's arch needs "
+                         + ", ".join(f"{k}: {v} (has {have})" for k, (have, v) in wrong.items()))
+    with torch.no_grad():
+        for name in ("conv1", "conv2"):
+            getattr(student.frontend, name).load_state_dict(getattr(encoder, name).state_dict())
+    return {"teacher_layers": [], "front_end": True, "final_norm": False}
+
+
 def init_from_teacher(student: nn.Module, teacher: nn.Module) -> dict[str, object]:
     """Initialise `student` from a loaded teacher Upstream; only Whisper encoders share a student layout."""
     encoder = getattr(teacher, "encoder", None)
     name = getattr(teacher, "name", type(teacher).__name__)
-    if not isinstance(student, TransformerStudent) or encoder is None or not hasattr(encoder, "embed_positions"):
+    if encoder is None or not hasattr(encoder, "embed_positions"):
         raise ValueError(f"cannot start a {type(student).__name__} from teacher '{name}' "
-                         f"({type(teacher).__name__}): only transformer students from Whisper teachers")
+                         f"({type(teacher).__name__}): only from Whisper teachers")
+    if isinstance(student, LSTMStudent):
+        return {"teacher": name, **init_frontend_from_whisper(student, encoder)}
+    if not isinstance(student, TransformerStudent):
+        raise ValueError(f"cannot start a {type(student).__name__} from teacher '{name}'")
     return {"teacher": name, **init_from_whisper(student, encoder)}

@@ -47,8 +47,9 @@ class LogMelFrontEnd(nn.Module):
     same frames alone or in a padded batch.
     """
 
-    def __init__(self, n_mels: int, dim: int) -> None:
+    def __init__(self, n_mels: int, dim: int, positions: bool = True) -> None:
         super().__init__()
+        self.positions = positions
         self.register_buffer("filters", mel_filters(n_mels), persistent=False)
         self.register_buffer("window", torch.hann_window(N_FFT), persistent=False)
         self.conv1 = nn.Conv1d(n_mels, dim, 3, padding=1)
@@ -76,6 +77,8 @@ class LogMelFrontEnd(nn.Module):
         frames = torch.tensor([logmel_frames(int(n)) for n in lengths], device=wav.device)
         mask = torch.arange(x.shape[1], device=wav.device)[None, :] < frames[:, None]
         steps = torch.arange(x.shape[1], device=wav.device)
+        if not self.positions:
+            return x, mask
         if offsets is None:
             return x + sinusoids(x.shape[1], x.shape[2]).to(x), mask
         table = sinusoids(int(offsets.max()) + x.shape[1], x.shape[2]).to(x)

@@ -9,17 +9,26 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from pipeline.students.frontend import RECEPTIVE_FIELD, ConvFrontEnd, conv_frames, frame_mask, scale_grad
+from pipeline.students.logmel import MIN_SAMPLES, LogMelFrontEnd, logmel_frames
 
 
 @dataclass(frozen=True)
 class LSTMArch:
-    """Architecture hyper-parameters; the paper's student is 4 BiLSTM layers of 384 units per direction."""
+    """Architecture hyper-parameters; the paper's student is 4 BiLSTM layers of 384 units per direction.
+    `frontend: logmel` reads Whisper's log-mel through two convolutions of `conv_channels` (the teacher's width
+    when the student starts from a Whisper teacher's front end), with no positions: an LSTM needs none."""
 
     conv_channels: int = 512
     dim: int = 384
     layers: int = 4
     dropout: float = 0.1
     cnn_grad_scale: float = 0.1
+    frontend: str = "waveform"
+    n_mels: int = 80
+
+    def __post_init__(self) -> None:
+        if self.frontend not in ("waveform", "logmel"):
+            raise ValueError(f"arch.frontend must be waveform or logmel, got {self.frontend!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -38,7 +47,10 @@ class LSTMStudent(nn.Module):
         super().__init__()
         self.arch = arch
         width = 2 * arch.dim
-        self.frontend = ConvFrontEnd(arch.conv_channels)
+        if arch.frontend == "logmel":
+            self.frontend = LogMelFrontEnd(arch.n_mels, arch.conv_channels, positions=False)
+        else:
+            self.frontend = ConvFrontEnd(arch.conv_channels)
         self.proj = nn.Sequential(nn.LayerNorm(arch.conv_channels), nn.Linear(arch.conv_channels, width))
         self.dropout = nn.Dropout(arch.dropout)
         self.layers = nn.ModuleList(
@@ -52,17 +64,23 @@ class LSTMStudent(nn.Module):
     def num_layers(self) -> int:
         return self.arch.layers + 1
 
-    min_samples = RECEPTIVE_FIELD
+    @property
+    def min_samples(self) -> int:
+        return MIN_SAMPLES if self.arch.frontend == "logmel" else RECEPTIVE_FIELD
 
     def num_frames(self, num_samples: int) -> int:
         """Frames of the hidden states for a clip of `num_samples` samples."""
-        return conv_frames(num_samples)
+        return logmel_frames(num_samples) if self.arch.frontend == "logmel" else conv_frames(num_samples)
 
     def forward(self, wav: torch.Tensor, lengths: torch.Tensor,
                 offsets: torch.Tensor | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
         """`offsets` are accepted for the common student interface and unused: an LSTM has no positions."""
-        feats = scale_grad(self.frontend(wav, lengths), self.arch.cnn_grad_scale)
-        mask = frame_mask(lengths, feats.shape[1])
+        if self.arch.frontend == "logmel":
+            feats, mask = self.frontend(wav, lengths)
+            feats = scale_grad(feats, self.arch.cnn_grad_scale)
+        else:
+            feats = scale_grad(self.frontend(wav, lengths), self.arch.cnn_grad_scale)
+            mask = frame_mask(lengths, feats.shape[1])
         frames = mask.sum(1).cpu()
         x = self.proj(feats)
         states = [x]

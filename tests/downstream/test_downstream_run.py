@@ -78,7 +78,7 @@ def test_ks_learns_planted_signal(tmp_path, config, planted, ks_head):
     assert ckpt["runs"][0]["dev_value"] > 0.9 and ckpt["codec"]["vocab"] == sorted(KEYWORDS)
     assert int(np.argmax(ckpt["runs"][0]["layer_weights"])) == SIGNAL_LAYER
     curve = pd.read_csv(ks_head.replace(".pt", ".curve.tsv"), sep="\t")
-    assert list(curve.columns) == ["step", "train_loss", "dev_acc", "seed"] and curve["step"].iloc[-1] == 150
+    assert list(curve.columns) == ["step", "train_loss", "lr", "dev_acc", "seed"] and curve["step"].iloc[-1] == 150
     assert Path(ks_head.replace(".pt", ".curve.png")).stat().st_size > 0
     score(config, "ks", "fake", "clean", ks_head, features, manifest, str(tmp_path / "s.json"))
     result = json.loads((tmp_path / "s.json").read_text())

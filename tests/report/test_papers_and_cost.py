@@ -92,18 +92,21 @@ def test_cost_tables_add_up(tmp_path):
     assert big.bytes == big_bytes and big.num_params == 1000 and big.speed == pytest.approx(12 / 7.5)
     assert ext["words"].utterances == 0 and ext["words"].seconds is None  # no audio cache: dashes
 
-    infos = describe(CONFIG, {"ens_like_name": {"train_seconds": 30.0, "num_params": 5}})
+    infos = describe(CONFIG, {"ens_like_name": {"train_seconds": 30.0, "num_params": 5, "dev_target_cosine": 0.8123,
+                                                "dev_flat_step": 84}})
     heads = [{"upstream": "big", "task": "ks", "condition": c, "steps": 10, "batch_size": 4, "seeds": [0, 1]}
              for c in ("clean", "ood")]  # one head set, scored twice: counted once
     teachers, students = cost_tables(ext, infos, heads)
     rows = {r[0].value: r for r in students.rows}
     base = rows["ens_like_name"]
-    assert base[7].value == 800  # 100 steps x batch 8, one teacher
-    assert base[8].value == pytest.approx(800 * 1.0 / big.speed)
-    assert base[9].value == pytest.approx(30.0 + 800 / big.speed)
-    assert rows["x2"][7].value == 1600  # two teachers
-    assert rows["x2"][8].value == pytest.approx(800 / big.speed + 800 / ext["small"].speed)
-    assert rows["x4"][8].value is None  # text teacher: no measured speed
+    assert [base[7].text(), base[8].text()] == ["0.812", "84"]  # held-out dev target cosine, flat from step
+    assert rows["x2"][7].value is None  # not trained: no dev cosine
+    assert base[9].value == 800  # 100 steps x batch 8, one teacher
+    assert base[10].value == pytest.approx(800 * 1.0 / big.speed)
+    assert base[11].value == pytest.approx(30.0 + 800 / big.speed)
+    assert rows["x2"][9].value == 1600  # two teachers
+    assert rows["x2"][10].value == pytest.approx(800 / big.speed + 800 / ext["small"].speed)
+    assert rows["x4"][10].value is None  # text teacher: no measured speed
     trow = {r[0].value: r for r in teachers.rows}
     # big: students ens_like_name, plain, x1, x2, x3 -> 800 + 800 + 200 + 800 + 20 passes; heads 10 x 4 x 2
     assert trow["big"][7].value == 2620 and trow["big"][8].value == 80

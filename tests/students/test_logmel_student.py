@@ -11,6 +11,7 @@ from transformers.models.whisper.modeling_whisper import WhisperEncoder
 from pipeline.students.checkpoint import StudentUpstream
 from pipeline.students.init import init_from_teacher, init_from_whisper
 from pipeline.students.logmel import logmel_frames, sinusoids
+from pipeline.students.lstm import LSTMArch, LSTMStudent
 from pipeline.students.transformer import TransformerArch, TransformerStudent
 from pipeline.teachers.whisper import WhisperUpstream
 
@@ -91,5 +92,22 @@ def test_init_refuses_a_student_of_another_shape():
         init_from_whisper(_student(dim=64, ffn=64), _teacher().encoder)
     with pytest.raises(ValueError, match="only 4"):
         init_from_whisper(_student(layers=5), _teacher().encoder)
-    with pytest.raises(ValueError, match="only transformer students from Whisper"):
+    with pytest.raises(ValueError, match="only from Whisper teachers"):
         init_from_teacher(_student(), torch.nn.Linear(2, 2))
+
+
+def test_lstm_student_reads_the_teachers_front_end_without_positions():
+    teacher = _teacher()
+    student = LSTMStudent(LSTMArch(frontend="logmel", conv_channels=32, dim=8, layers=1, dropout=0.0)).eval()
+    done = init_from_teacher(student, teacher)
+    assert done["front_end"] and done["teacher_layers"] == []
+    wav = _wav(20000)
+    with torch.no_grad():
+        ref = teacher.hidden_states(wav)[0]
+        feats, mask = student.frontend(wav[None], torch.tensor([wav.numel()]))
+        states, _ = student(wav[None], torch.tensor([wav.numel()]))
+    positions = teacher.encoder.embed_positions.weight[:ref.shape[0]]
+    torch.testing.assert_close(feats[0], ref - positions, atol=1e-4, rtol=1e-4)
+    assert states[-1].shape == (1, logmel_frames(20000), 16) and student.num_frames(20000) == ref.shape[0]
+    with pytest.raises(ValueError, match="conv_channels: 32"):
+        init_from_teacher(LSTMStudent(LSTMArch(frontend="logmel", conv_channels=16, dim=8, layers=1)), teacher)
