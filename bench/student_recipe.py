@@ -107,6 +107,7 @@ def run(results: Path, config: str, steps: int, eval_every: int, seed: int) -> d
     prev, best = sides[0].points, sides[1].points
     level = prev[-1]["dev_cos"]  # what the previous recipe reaches in the whole run
     t_prev, t_best = cpu_to_reach(prev, level), cpu_to_reach(best, level)
+    t_prev, t_best = (None if t is None else round(t, 2) for t in (t_prev, t_best))
     return {"steps": steps, "eval_every": eval_every, "seed": seed, "load_average": list(np.round(
         np.loadtxt("/proc/loadavg", usecols=(0, 1, 2)), 2)), "previous": {"spec": previous, "points": prev},
         "chosen": {"spec": chosen, "points": best}, "level": level,
