@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from pipeline.downstream.featurizer import WeightedSum
@@ -59,13 +60,18 @@ def test_linear_schedule_decays_to_zero_at_the_last_step():
 
 def test_convergence_table_reports_best_step_share():
     def record(task, up, best, ran, steps):
-        return {"task": task, "upstream": up, "condition": "clean", "steps": steps,
-                "per_seed": [{"best_step": best, "steps_run": ran, "curve": [{"step": ran}]}]}
+        metric = "per" if task == "pr" else "acc"
+        curve = [{"step": ran // 2, f"dev_{metric}": 0.5}, {"step": ran, f"dev_{metric}": 0.4}]
+        return {"task": task, "upstream": up, "condition": "clean", "steps": steps, "metric": metric,
+                "per_seed": [{"best_step": best, "steps_run": ran, "curve": curve}]}
 
     records = [record("pr", "a", 600, 800, 1000), record("pr", "b", 1000, 1000, 1000),
                record("ks", "a", 45, 120, 300), {**record("ks", "a", 1, 1, 1), "condition": "ood"}]
     table = convergence_table(records)
     rows = {row[0].value: [c.value for c in row[1:]] for row in table.rows}
     assert list(rows) == ["KS", "PR"]
-    assert rows["PR"] == [2, 1000, 900, 1, 0.875, 1.0, 1]  # heads, max, median ran, early, median/max share, last
-    assert rows["KS"] == [1, 300, 120, 1, 45 / 120, 45 / 120, 0]
+    # heads, max, median ran, early, median/max share, best at last, last-quarter gain median/max
+    assert rows["PR"][:7] == [2, 1000, 900, 1, 0.875, 1.0, 1]
+    assert rows["KS"][:7] == [1, 300, 120, 1, 45 / 120, 45 / 120, 0]
+    assert rows["PR"][7:] == pytest.approx([0.1, 0.1])  # error rate 0.5 -> 0.4 in the last quarter: gained 0.1
+    assert rows["KS"][7:] == [0.0, 0.0]  # accuracy fell: the best (0.5) came before the last quarter
