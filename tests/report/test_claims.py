@@ -2,91 +2,28 @@
 they are (not their names), planted effects found with the right verdict, missing systems and tasks listed as
 'not run', replicate students grouped, and the table's point estimates equal to the score files' values."""
 
-import copy
 import json
-import zlib
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from fake_results import ROOT, UTTERANCES, default_config, fake_run
 
-from pipeline.config import validate_config
-from pipeline.downstream.predictions import prediction_path, prediction_rows, write_predictions
 from pipeline.report.claim_results import NOT_RUN, measure_claims
 from pipeline.report.claims import CLAIMS, systems
 from pipeline.report.papers import describe
 from pipeline.report.tables import build_report
 from pipeline.workflow import Layout
 
-ROOT = Path(__file__).resolve().parents[2]
-UTTERANCES = 60
-# planted accuracy (1 - error rate for PR / ASR) per upstream, else 0.6; equal skills give identical predictions
-SKILL = {"whisper_base": 0.97, "cdm_clean": 0.95, "cdm_noisy": 0.9, "dann": 0.3, "corr_fixed": 0.9,
-         "corr_auto": 0.9, "ens_heads": 0.95}
-
-
-def _config(tmp_path: Path, **edit) -> dict:
-    cfg = copy.deepcopy(yaml.safe_load((ROOT / "config.yaml").read_text()))
-    cfg["results"] = str(tmp_path / "results")
-    for key, value in edit.items():
-        cfg[key] = value
-    return validate_config(cfg)
-
-
-def _items(task: str, condition: str, copies: int) -> tuple[list[str], list[int]]:
-    """Cache keys and reference lengths of a fake test set (the same for every upstream)."""
-    rng = np.random.default_rng(zlib.crc32(f"{task} {condition}".encode()))
-    lengths = rng.integers(3, 12, size=UTTERANCES)
-    keys = [f"u{u}@{c}" for u in range(UTTERANCES) for c in range(copies)]
-    return keys, [int(lengths[int(k[1:].split("@")[0])]) for k in keys]
-
-
-def _fake_run(tmp_path: Path, cfg: dict) -> tuple[str, list[str]]:
-    """Score JSONs and predictions for every score of the layout; students' config.json; the config file."""
-    layout = Layout(cfg)
-    for path in layout.scores():
-        up, task, cond = Path(path).parts[-3], Path(path).parts[-2], Path(path).stem
-        error_rate = task in ("pr", "asr")
-        keys, lengths = _items(task, cond, 2 if cond == "indomain" else 1)
-        skill = SKILL.get(up, 0.6)
-        frames, values = [], []
-        for seed in cfg["downstream"]["tasks"][task]["seeds"]:
-            rng = np.random.default_rng([int(skill * 100), zlib.crc32(f"{task} {cond}".encode()), seed])
-            if error_rate:
-                num = [int(rng.binomial(n, 1 - skill)) for n in lengths]
-                den = lengths
-            else:
-                num, den = [int(x) for x in rng.random(len(keys)) < skill], [1] * len(keys)
-            frames.append(prediction_rows(keys, seed, {("per" if task == "pr" else "wer" if error_rate else "acc"):
-                                                       (num, den)}))
-            values.append(sum(num) / sum(den))
-        metric = "per" if task == "pr" else "wer" if error_rate else "acc"
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps({"upstream": up, "task": task, "condition": cond, "metric": metric,
-                                          "value": float(np.mean(values)), "higher_is_better": not error_rate,
-                                          "seeds": cfg["downstream"]["tasks"][task]["seeds"], "n": len(keys),
-                                          "num_params": 2_000_000 if up in cfg["students"] else 20_000_000}))
-        write_predictions(pd.concat(frames, ignore_index=True), prediction_path(path))
-    for name, spec in cfg["students"].items():
-        path = Path(layout.student(name, "config.json"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"num_params": 1_000_000 if spec["method"] in ("kd", "dkd") else 7_000_000,
-                                    "student": "lstm" if spec["method"] in ("kd", "dkd") else "transformer",
-                                    **{k: spec[k] for k in ("method", "teacher", "input_view", "target_view")},
-                                    "options": spec.get("options", {})}))
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump(cfg))
-    return str(config), layout.scores()
-
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> tuple[Path, dict]:
     tmp = tmp_path_factory.mktemp("claims")
-    cfg = _config(tmp)
-    config, scores = _fake_run(tmp, cfg)
-    build_report(scores, str(tmp / "report"), config)
+    cfg = default_config(tmp)
+    scores = fake_run(tmp, cfg)
+    (tmp / "config.yaml").write_text(yaml.safe_dump(cfg))
+    build_report(scores, str(tmp / "report"), str(tmp / "config.yaml"))
     return tmp / "report", cfg
 
 
@@ -163,11 +100,11 @@ def test_claims_without_their_students_are_not_run(report):
 
 
 def test_missing_tasks_and_students_are_not_run(tmp_path):
-    cfg = _config(tmp_path)
+    cfg = default_config(tmp_path)
     del cfg["downstream"]["tasks"]["pr"]
     for name in ("pad", "dann"):
         del cfg["students"][name]
-    config, scores = _fake_run(tmp_path, cfg)
+    scores = fake_run(tmp_path, cfg)
     infos = describe(cfg, {})
     rows = measure_claims(cfg, infos, [json.loads(Path(p).read_text()) | {"file": p} for p in scores])
     pr = [r for r in rows if r.task == "pr" and r.pair.a and r.pair.b]  # ensembles 2, LSTM 3 (others lack a system)
@@ -181,7 +118,7 @@ def test_missing_tasks_and_students_are_not_run(tmp_path):
 
 
 def test_systems_are_chosen_by_what_they_are_not_by_name(tmp_path):
-    cfg = _config(tmp_path)
+    cfg = default_config(tmp_path)
     renamed = {"cdm_clean": "alpha", "distilhubert": "omega", "corr_auto": "zeta"}
     cfg["students"] = {renamed.get(n, n): s for n, s in cfg["students"].items()}
     found = systems(cfg, describe(cfg, {}))
