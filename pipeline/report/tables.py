@@ -202,7 +202,7 @@ def to_latex(table: Table) -> str:
 CSS = """body{font-family:system-ui,sans-serif;margin:1.2em;color:#222}
 table{border-collapse:collapse;font-size:14px}th,td{padding:4px 9px;border-bottom:1px solid #ddd}
 th{background:#f3f4f6}td{text-align:right;white-space:nowrap}td.l,th.l{text-align:left;white-space:normal}
-.g{border-left:2px solid #cbd5e1}tr.sec td{background:#eef2ff;text-align:left;font-style:italic}
+.g{border-left:2px solid #cbd5e1}tr.sec td{background:#eef2ff;text-align:left;font-style:italic;white-space:normal}
 p.note{color:#555;font-size:13px;max-width:70em}"""
 
 
