@@ -145,9 +145,10 @@ def measure(claim: Claim, pair: Pair, task: str, condition: str, ms: Measurement
     row.verdict = verdict(row.result, claim.margin)
     notes = []
     if claim.show_params:
+        layers = ms.config.get("students", {}).get(pair.a.upstreams[0], {}).get("arch", {}).get("layers")
         pa, pb = ms.params(pair.a), ms.params(pair.b)
-        if pa and pb:
-            notes.append(f"params {format_params(pa)} / {format_params(pb)} = {pa / pb:.2f}x")
+        notes += [f"A has {layers} layers"] if layers else []
+        notes += [f"params {format_params(pa)} / {format_params(pb)} = {pa / pb:.2f}x"] if pa and pb else []
     if len(pair.a.upstreams) > 1 or len(pair.b.upstreams) > 1:
         notes.append(f"distillation seeds: A {len(pair.a.upstreams)}, B {len(pair.b.upstreams)}")
     if dropped:

@@ -29,8 +29,9 @@ MARGIN_NOTES = {
                      "speech.",
     COMPETITIVE_MARGIN: "'competitive' (LSTM vs transformer student) is non-inferiority with a margin of 5 points of "
                         "PER / WER: about half of what DistilHuBERT itself gives up against HuBERT Base in SUPERB "
-                        "(PR 16.3 vs 5.4 PER, ASR 13.4 vs 6.4 WER), so a student within 5 points sits nearer the "
-                        "transformer student than that student sits to its teacher.",
+                        "(PR 16.3 vs 5.4 PER, ASR 13.4 vs 6.4 WER, quoted from notes on the paper's table, not "
+                        "re-checked here), so a student within 5 points sits nearer the transformer student than "
+                        "that student sits to its teacher.",
 }
 
 

@@ -70,8 +70,8 @@ def test_planted_effects_get_their_verdicts(report):
     assert _row(rows, "distilhubert", "distilhubert", "whisper_base", "SID", "clean")["verdict"] == "opposite"
     params = _row(rows, "lstm_competitive", "lstm_kd", "distilhubert", "ASR", "clean")["note"]
     assert "params 1.0M / 7.0M = 0.14x" in params
-    assert "params 7.0M / 20.0M = 0.35x" in _row(rows, "distilhubert", "distilhubert", "whisper_base", "KS",
-                                                 "clean")["note"]
+    assert _row(rows, "distilhubert", "distilhubert", "whisper_base", "KS", "clean")["note"] == (
+        "A has 2 layers; params 7.0M / 20.0M = 0.35x")
 
 
 def test_differences_are_the_score_files_values(report):
