@@ -161,9 +161,8 @@ def measure_claims(config: dict[str, Any] | None, infos: dict[str, UpstreamInfo]
                    records: Sequence[dict[str, Any]]) -> list[ClaimRow]:
     """Every claim x pair x task x condition; without the run's config every row is 'not run' (nothing to select)."""
     if config is None:
-        blank = [Pair(None, None, "needs the run's config (python -m pipeline report --config ...)")]
-        return [ClaimRow(c, blank[0], t, k, note=blank[0].missing) for c in CLAIMS for t in c.tasks
-                for k in c.conditions]
+        blank = Pair(None, None, "needs the run's config (python -m pipeline report --config ...)")
+        return [ClaimRow(c, blank, t, k, note=blank.missing) for c in CLAIMS for t in c.tasks for k in c.conditions]
     found, ms = systems(config, infos), Measurements(config, records)
     return [measure(claim, pair, task, condition, ms) for claim in CLAIMS for pair in claim.pairs(found)
             for task in claim.tasks for condition in claim.conditions]
