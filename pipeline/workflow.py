@@ -11,14 +11,16 @@ from typing import Any
 
 import yaml
 
+from pipeline.downstream.predictions import prediction_path
+
 # condition -> (corpus, view) that the test set is read from
 CONDITIONS = {"clean": ("synthetic", "clean"), "indomain": ("synthetic", "indomain"),
               "ood": ("synthetic", "ood"), "real": ("asterisk", "clean")}
 REAL_LABELS = {"keyword", "text", "phones"}  # label columns the real (Asterisk) corpus provides
 # report tables (each as .md, .csv, .tex and .html) and figures; see pipeline/report/
-REPORT_TABLES = ("superb", "robustness", "ensembles", "lstm", "text", "cost_teachers", "cost_students", "convergence",
-                 "summary")
-REPORT_FIGURES = ("robustness.png", "head_curves.png", "student_curves.png", "layer_weights.png")
+REPORT_TABLES = ("claims", "superb", "robustness", "ensembles", "lstm", "text", "cost_teachers", "cost_students",
+                 "convergence", "summary")
+REPORT_FIGURES = ("claims.png", "robustness.png", "head_curves.png", "student_curves.png", "layer_weights.png")
 REPORT_FILES = (*(f"{t}.{x}" for t in REPORT_TABLES for x in ("md", "csv", "tex", "html")),
                 "tables.md", "scores.csv", *REPORT_FIGURES)
 
@@ -135,6 +137,10 @@ class Layout:
     def score(self, upstream: str, task: str, condition: str) -> str:
         return f"{self.root}/scores/{upstream}/{task}/{condition}.json"
 
+    def predictions(self, upstream: str, task: str, condition: str) -> str:
+        """Per-item results beside the score JSON (pipeline/downstream/predictions.py): what the claims read."""
+        return prediction_path(self.score(upstream, task, condition))
+
     def report(self, file: str) -> str:
         return f"{self.root}/report/{file}"
 
@@ -202,12 +208,19 @@ class Layout:
         return [self.score(up, task, cond) for up, tasks in self.evaluations().items()
                 if upstream in (None, up) for task in tasks for cond in self.conditions(task)]
 
+    def prediction_files(self, upstream: str | None = None) -> list[str]:
+        """The predictions file beside every score JSON of the run (or of one upstream), in `scores` order."""
+        return [prediction_path(s) for s in self.scores(upstream)]
+
     def report_inputs(self) -> dict[str, list[str]]:
-        """What the report reads: score JSONs, and each student's config.json and distillation curve."""
+        """What the report reads: score JSONs and the predictions beside them, and each student's config.json
+        and distillation curve."""
         students = list(self.cfg["students"])
-        return {"scores": self.scores(), "students": [self.student(s, "config.json") for s in students],
+        return {"scores": self.scores(), "predictions": self.prediction_files(),
+                "students": [self.student(s, "config.json") for s in students],
                 "curves": [self.student(s, "curve.tsv") for s in students]}
 
     def all_outputs(self) -> list[str]:
         students = [self.student(s, f) for s in self.cfg["students"] for f in ("model.safetensors", "curve.png")]
-        return students + self.scores() + [self.report(f) for f in (*REPORT_FILES, "report.html")]
+        return (students + self.scores() + self.prediction_files()
+                + [self.report(f) for f in (*REPORT_FILES, "report.html")])

@@ -88,6 +88,10 @@ def test_scores_and_outputs():
     for f in REPORT_FILES:
         assert f"R/report/{f}" in outs
     assert set(scores) <= set(outs)
+    predictions = L.prediction_files()
+    assert predictions == [s.removesuffix(".json") + ".pred.tsv" for s in scores] and set(predictions) <= set(outs)
+    assert L.predictions("up", "pr", "ood") == "R/scores/up/pr/ood.pred.tsv"
+    assert L.report_inputs()["predictions"] == predictions
 
 
 def test_fbank_is_evaluated_on_every_task_and_condition():

@@ -1,10 +1,16 @@
-"""Downstream metrics on decoded label strings: accuracy, all-slots accuracy, error rates (jiwer)."""
+"""Downstream metrics on decoded label strings: accuracy, all-slots accuracy, error rates (jiwer).
+
+Each corpus-level metric has a per-utterance form, `Counts`: a numerator and a denominator per utterance
+(correct and 1 for accuracies, edits and reference tokens for error rates) whose ratio of sums is the metric;
+the claims table's paired bootstrap resamples them (pipeline/report/bootstrap.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import jiwer
+
+Counts = tuple[list[int], list[int]]  # per utterance: (numerator, denominator); metric = sum(num) / sum(den)
 
 
 def accuracy(refs: Sequence[str], preds: Sequence[str]) -> float:
@@ -21,6 +27,18 @@ def slot_accuracy(refs: Sequence[str], preds: Sequence[str], sep: str = "|") -> 
         return [s.strip() for s in label.split(sep)]
 
     return sum(slots(r) == slots(p) for r, p in zip(refs, preds, strict=True)) / len(refs)
+
+
+def correct_counts(refs: Sequence[str], preds: Sequence[str]) -> Counts:
+    """Per utterance 1 if the prediction matches exactly, else 0, over 1: `accuracy` as counts."""
+    _check_lengths(refs, preds)
+    return [int(r == p) for r, p in zip(refs, preds, strict=True)], [1] * len(refs)
+
+
+def slot_correct_counts(refs: Sequence[str], preds: Sequence[str], sep: str = "|") -> Counts:
+    """Per utterance 1 if every slot is right, else 0, over 1: `slot_accuracy` as counts."""
+    _check_lengths(refs, preds)
+    return [int(slot_accuracy([r], [p], sep) == 1) for r, p in zip(refs, preds, strict=True)], [1] * len(refs)
 
 
 def tokenize(text: str, unit: str) -> list[str]:
@@ -46,6 +64,18 @@ def error_rate(refs: Sequence[str], hyps: Sequence[str], unit: str = "word") -> 
     if unit == "word":
         return jiwer.process_words(ref_text, hyp_text).wer
     return jiwer.process_characters(ref_text, hyp_text).cer
+
+
+def edit_counts(refs: Sequence[str], hyps: Sequence[str], unit: str = "word") -> Counts:
+    """Per utterance (edits, reference tokens) by jiwer's alignment, tokenised as `error_rate` does: their ratio
+    of sums is `error_rate` (an empty reference counts its hypothesis' insertions over 0 tokens)."""
+    _check_lengths(refs, hyps)
+    lengths = [len(tokenize(r, unit)) for r in refs]
+    ref_text, hyp_text = [" ".join(r.split()) for r in refs], [" ".join(h.split()) for h in hyps]
+    out = jiwer.process_words(ref_text, hyp_text) if unit == "word" else jiwer.process_characters(ref_text, hyp_text)
+    edits = [sum(c.hyp_end_idx - c.hyp_start_idx if c.type == "insert" else c.ref_end_idx - c.ref_start_idx
+                 for c in chunks if c.type != "equal") for chunks in out.alignments]
+    return edits, lengths
 
 
 def _check_lengths(refs: Sequence, preds: Sequence) -> None:

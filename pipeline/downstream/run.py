@@ -2,7 +2,8 @@
 
 Seeds: a head checkpoint holds one dev-selected run per seed (the config's `seeds`); a score JSON holds
 every seed's value under `per_seed` and their mean as `value` (sample std as `std` when there are
-several), so the report averages seeds without reading checkpoints.
+several), so the report averages seeds without reading checkpoints. Beside each score JSON, a predictions
+file holds every test item's result per seed (pipeline/downstream/predictions.py) for the claims bootstrap.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pipeline.corpus.manifest import read_manifest
 from pipeline.downstream.data import Features, batch_indices, copies_by_utt, labelled_rows, pad, predict
 from pipeline.downstream.featurizer import WeightedSum
 from pipeline.downstream.heads import DownstreamModel
+from pipeline.downstream.predictions import prediction_path, prediction_rows, write_predictions
 from pipeline.downstream.tasks import Codec, Task, codec_from_state, get_task
 
 log = logging.getLogger(__name__)
@@ -214,8 +216,9 @@ def missing_utterances(rows: pd.DataFrame, present: pd.DataFrame, index: str, co
 
 
 def _score(spec: Task, settings: dict[str, Any], ckpt: dict[str, Any], head: str, condition: str,
-           features: Features, df: pd.DataFrame) -> dict[str, Any]:
-    """The score JSON of every seed's head on the test utterances (all copies) present in `features`."""
+           features: Features, df: pd.DataFrame) -> tuple[dict[str, Any], pd.DataFrame]:
+    """The score JSON of every seed's head on the test utterances (all copies) present in `features`, and the
+    per-item predictions table (every item, seed and metric as numerator and denominator)."""
     rows = labelled_rows(df, spec, "test")
     groups = copies_by_utt(features.keys)
     present = rows[rows["utt_id"].isin(groups)]
@@ -232,9 +235,11 @@ def _score(spec: Task, settings: dict[str, Any], ckpt: dict[str, Any], head: str
         raise ValueError(f"{features.index} holds (layers, dim) {tuple(states[0].shape[1:])}, but {head} was "
                          f"trained on {(ckpt['num_layers'], ckpt['dim'])}; pass features of '{ckpt['upstream']}'")
     codec = codec_from_state(ckpt["codec"])
-    per_seed = []
+    per_seed, items = [], []
     for (seed, model), run in zip(_models(ckpt, spec), ckpt["runs"], strict=True):
-        metrics = spec.metrics(refs, predict(model, codec, states, int(settings["batch_size"])))
+        preds = predict(model, codec, states, int(settings["batch_size"]))
+        metrics = spec.metrics(refs, preds)
+        items.append(prediction_rows(keys, seed, spec.item_counts(refs, preds)))
         per_seed.append({"seed": seed, "value": metrics[spec.metric], "metrics": metrics,
                          "dev_value": run["dev_value"], "best_step": run["best_step"],
                          "steps_run": run.get("steps_run", run["curve"][-1]["step"]),
@@ -243,7 +248,7 @@ def _score(spec: Task, settings: dict[str, Any], ckpt: dict[str, Any], head: str
     values = [r["value"] for r in per_seed]
     weights = torch.tensor([r["layer_weights"] for r in per_seed]).mean(dim=0).tolist()
     unseen = [r for r in refs if codec.encode(r) is None]
-    return {
+    result = {
         "upstream": ckpt["upstream"], "task": spec.name, "condition": condition, "metric": spec.metric,
         "value": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else None,
         "seeds": [r["seed"] for r in per_seed],
@@ -257,18 +262,27 @@ def _score(spec: Task, settings: dict[str, Any], ckpt: dict[str, Any], head: str
                           "policy": "labels (or tokens) absent from the training vocabulary are counted wrong"},
         "head": head, "features": features.index,
     }
+    return result, pd.concat(items, ignore_index=True)
+
+
+def _write_score(result: dict[str, Any], predictions: pd.DataFrame, out: str | Path) -> None:
+    """The score JSON at `out` and its predictions file beside it (`prediction_path`)."""
+    write_predictions(predictions, prediction_path(out))
+    _write_json_atomic(result, Path(out))
 
 
 def score(config: str, task: str, upstream: str, condition: str, head: str, features: str, manifest: str,
           out: str, threads: int = 0) -> None:
-    """Score every seed of a trained head on the test utterances (every copy) in `features`; write one JSON."""
+    """Score every seed of a trained head on the test utterances (every copy) in `features`; write one JSON and
+    its per-item predictions beside it (`.pred.tsv`)."""
+    prediction_path(out)  # refuses a name that is not .json before any work
     _threads(threads)
     cfg = load_config(config)
     spec, settings = get_task(task), task_settings(cfg, task)
     _, _, ckpt = load_head(head, task, upstream)
-    result = _score(spec, settings, ckpt, head, condition, _features(cfg, features, upstream),
-                    read_manifest(manifest))
-    _write_json_atomic(result, Path(out))
+    result, predictions = _score(spec, settings, ckpt, head, condition, _features(cfg, features, upstream),
+                                 read_manifest(manifest))
+    _write_score(result, predictions, out)
     log.info("%s: %s %s on %s = %.4f (n=%d)", out, task, spec.metric, condition, result["value"], result["n"])
 
 
@@ -306,8 +320,8 @@ def evaluate(config: str, upstream: str, tasks: list[str], threads: int = 1) -> 
         _save_head(ckpt, Path(head))
         for condition in layout.conditions(task):
             corpus, view = layout.task_source(task, condition)
-            result = _score(spec, settings, ckpt, head, condition, feats(corpus, view), manifest(corpus))
-            _write_json_atomic(result, Path(layout.score(upstream, task, condition)))
+            result, predictions = _score(spec, settings, ckpt, head, condition, feats(corpus, view), manifest(corpus))
+            _write_score(result, predictions, layout.score(upstream, task, condition))
             log.info("%s %s %s on %s = %.4f", upstream, task, spec.metric, condition, result["value"])
 
 

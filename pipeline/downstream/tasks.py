@@ -19,7 +19,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.downstream.heads import BiLSTMCTC, FrameLinear, PooledClassifier
-from pipeline.downstream.metrics import accuracy, error_rate, slot_accuracy, tokenize
+from pipeline.downstream.metrics import (
+    Counts,
+    accuracy,
+    correct_counts,
+    edit_counts,
+    error_rate,
+    slot_accuracy,
+    slot_correct_counts,
+    tokenize,
+)
 
 
 class Codec(Protocol):
@@ -177,26 +186,34 @@ class Task:
     make_head: Callable[[int, int], nn.Module]
     metric: str
     score: Callable[[Sequence[str], Sequence[str]], float]
+    counts: Callable[[Sequence[str], Sequence[str]], Counts]  # `score` per utterance (numerator, denominator)
     higher_is_better: bool = True
     extra: dict[str, Callable[[Sequence[str], Sequence[str]], float]] = field(default_factory=dict)
+    extra_counts: dict[str, Callable[[Sequence[str], Sequence[str]], Counts]] = field(default_factory=dict)
     eval_families: tuple[str, ...] = ()  # dev/test rows of these manifest `family` values only (if the column exists)
 
     def metrics(self, refs: Sequence[str], preds: Sequence[str]) -> dict[str, float]:
         """The task's metric and its secondary ones (e.g. CER beside WER), by name."""
         return {self.metric: self.score(refs, preds)} | {k: f(refs, preds) for k, f in self.extra.items()}
 
+    def item_counts(self, refs: Sequence[str], preds: Sequence[str]) -> dict[str, Counts]:
+        """Every metric per utterance as (numerator, denominator) lists, whose ratio of sums is the metric."""
+        return {self.metric: self.counts(refs, preds)} | {k: f(refs, preds) for k, f in self.extra_counts.items()}
+
 
 SENTENCES = ("command", "sentence")  # PR/ASR are scored on phrases, not on isolated keywords / letters
 TASKS: dict[str, Task] = {
-    "ks": Task("ks", "keyword", ClassCodec.fit, PooledClassifier, "acc", accuracy),
-    "ic": Task("ic", "intent", SlotCodec.fit, PooledClassifier, "acc", slot_accuracy),
-    "sid": Task("sid", "speaker", ClassCodec.fit, PooledClassifier, "acc", accuracy),
-    "er": Task("er", "style", ClassCodec.fit, PooledClassifier, "acc", accuracy),
+    "ks": Task("ks", "keyword", ClassCodec.fit, PooledClassifier, "acc", accuracy, correct_counts),
+    "ic": Task("ic", "intent", SlotCodec.fit, PooledClassifier, "acc", slot_accuracy, slot_correct_counts),
+    "sid": Task("sid", "speaker", ClassCodec.fit, PooledClassifier, "acc", accuracy, correct_counts),
+    "er": Task("er", "style", ClassCodec.fit, PooledClassifier, "acc", accuracy, correct_counts),
     "pr": Task("pr", "phones", partial(CTCCodec.fit, unit="phone"), FrameLinear, "per",
-               partial(error_rate, unit="word"), higher_is_better=False, eval_families=SENTENCES),
+               partial(error_rate, unit="word"), partial(edit_counts, unit="word"), higher_is_better=False,
+               eval_families=SENTENCES),
     "asr": Task("asr", "text", partial(CTCCodec.fit, unit="char"), BiLSTMCTC, "wer",
-                partial(error_rate, unit="word"), higher_is_better=False,
-                extra={"cer": partial(error_rate, unit="char")}, eval_families=SENTENCES),
+                partial(error_rate, unit="word"), partial(edit_counts, unit="word"), higher_is_better=False,
+                extra={"cer": partial(error_rate, unit="char")},
+                extra_counts={"cer": partial(edit_counts, unit="char")}, eval_families=SENTENCES),
 }
 
 

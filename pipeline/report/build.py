@@ -1,4 +1,5 @@
-"""Assemble the report: scores -> paper tables, overview, cost tables and figures (see tables.build_report)."""
+"""Assemble the report: scores (and the predictions beside them) -> claims, paper tables, overview, cost tables and
+figures (see tables.build_report)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from pipeline.report import figures
+from pipeline.report.claim_results import NOT_RUN, claims_table, figure_rows, measure_claims
 from pipeline.report.convergence import convergence_table
 from pipeline.report.cost import cost_tables, teacher_extraction
 from pipeline.report.papers import (
@@ -92,8 +94,10 @@ def build(scores: Sequence[str], out: Path, config: str | None) -> None:
         conditions = [c for c in CONDITION_ORDER if c in set(summary["condition"])]
     conditions += sorted(set(summary["condition"]) - set(conditions))
 
+    claims = measure_claims(cfg, infos, records)
     robustness = robustness_table(infos, lookup, conditions)
     tables: list[Table] = [
+        claims_table(claims),
         superb_table(infos, lookup, upstreams),
         robustness,
         ensemble_table(infos, lookup),
@@ -112,6 +116,7 @@ def build(scores: Sequence[str], out: Path, config: str | None) -> None:
         write_table(table, out)
     (out / "tables.md").write_text("# Report tables\n\n" + "\n".join(to_markdown(t) for t in tables))
 
+    figures.claims_figure(figure_rows(claims), out / "claims.png", sum(r.verdict == NOT_RUN for r in claims))
     robust = [row[0].value for row in robustness.rows]  # the table's upstreams: reference, teachers, students
     figures.robustness_figure(summary, out / "robustness.png", ["ks", "ic", "asr"], conditions,
                               [u for u in robust if u in upstreams] or upstreams)

@@ -171,3 +171,34 @@ def layer_weights_figure(weights: dict[str, dict[str, list[float]]], path: str |
         ax.set_visible(False)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+
+
+VERDICT_COLOURS = {"reproduced": "tab:green", "opposite": "tab:red", "inconclusive": "0.55"}
+
+
+def claims_figure(rows: list[dict], path: str | Path, not_run: int = 0) -> None:
+    """One horizontal line per measured claim row: its difference (points, positive = claim holds) and 95 % interval,
+    coloured by verdict; zero marked, and each non-inferiority margin as a tick at -margin."""
+    if not rows:
+        _empty(path, f"no claim could be measured in this run ({not_run} rows not run)")
+        return
+    fig = _figure(figsize=(10, 1.2 + 0.24 * len(rows)))
+    ax = fig.subplots()
+    y = np.arange(len(rows))[::-1]
+    for yi, row in zip(y, rows, strict=True):
+        colour = VERDICT_COLOURS.get(row["verdict"], "0.55")
+        ax.hlines(yi, row["low"] * 100, row["high"] * 100, color=colour, lw=2.2)
+        ax.plot(row["value"] * 100, yi, "o", color=colour, ms=4)
+        if row["margin"]:
+            ax.plot(-row["margin"] * 100, yi, "|", color="0.2", ms=9)
+    ax.axvline(0, color="0.15", lw=0.9)
+    ax.set_yticks(y, [row["label"] for row in rows], fontsize=7)
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.set_xlabel("difference, points (positive = the claim holds); | = non-inferiority margin")
+    ax.grid(axis="x", alpha=0.3)
+    handles = [ax.plot([], [], color=c, lw=2.2, label=v)[0] for v, c in VERDICT_COLOURS.items()]
+    ax.legend(handles=handles, fontsize=8, loc="lower right", framealpha=0.9)
+    title = "The papers' claims: paired-bootstrap 95 % intervals"
+    ax.set_title(title + (f" ({not_run} rows not run, see the claims table)" if not_run else ""), fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)

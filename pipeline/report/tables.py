@@ -25,7 +25,7 @@ class Cell:
 
     value: Any = None
     std: float | None = None
-    kind: str = "text"  # pct | params | int | sec | mb | x | float | share | text
+    kind: str = "text"  # pct | dpct (signed difference in points) | params | int | sec | mb | x | float | share | text
     best: bool = False
     missing: int = 0  # labelled test utterances the score left out for lack of features: marked MISSING_MARK
 
@@ -46,6 +46,8 @@ class Cell:
         if self.kind == "pct":
             std = "" if self.std is None or math.isnan(self.std) else f" {pm} {self.std * 100:.1f}"
             return f"{v * 100:.1f}{std}"
+        if self.kind == "dpct":
+            return f"{v * 100:+.1f}"
         if self.kind == "params":
             return format_params(v)
         if self.kind == "int":
@@ -200,7 +202,7 @@ def to_latex(table: Table) -> str:
 CSS = """body{font-family:system-ui,sans-serif;margin:1.2em;color:#222}
 table{border-collapse:collapse;font-size:14px}th,td{padding:4px 9px;border-bottom:1px solid #ddd}
 th{background:#f3f4f6}td{text-align:right;white-space:nowrap}td.l,th.l{text-align:left;white-space:normal}
-.g{border-left:2px solid #cbd5e1}tr.sec td{background:#eef2ff;text-align:left;font-style:italic}
+.g{border-left:2px solid #cbd5e1}tr.sec td{background:#eef2ff;text-align:left;font-style:italic;white-space:normal}
 p.note{color:#555;font-size:13px;max-width:70em}"""
 
 
@@ -249,8 +251,9 @@ def write_table(table: Table, out_dir: Path) -> None:
 
 
 def build_report(scores: list[str], out_dir: str, config: str | None = None) -> None:
-    """Read score JSONs (and, given the run's config, student configs, curves, cache indexes and extraction
-    benchmarks); write every table in four formats, tables.md, scores.csv and the figures into out_dir."""
+    """Read score JSONs and the predictions beside them (and, given the run's config, student configs, curves, cache
+    indexes and extraction benchmarks); write every table in four formats, tables.md, scores.csv and the figures
+    into out_dir."""
     from pipeline.report.build import build
 
     build(scores, Path(out_dir), config)

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import yaml
 from fake_cache import FAKE_TEACHER, row, save_manifest, write_features
@@ -110,6 +111,35 @@ def test_evaluate_writes_every_head_and_score_of_the_layout(tmp_path):
     assert ks["seeds"] == [0, 1] and len(ks["per_seed"]) == 2 and ks["n"] == 2 * 9
     assert ks["value"] == np.mean([r["value"] for r in ks["per_seed"]])
     assert json.loads(Path(layout.score("fake", "pr", "real")).read_text())["metric"] == "per"
+
+
+def test_evaluate_writes_predictions_that_give_each_seeds_score(tmp_path):
+    """Beside every score JSON its predictions: every test item and head seed, whose ratio of sums is that seed's
+    value (PER: edits over reference phones)."""
+    import pandas as pd
+
+    from pipeline.downstream.predictions import read_predictions
+
+    cfg = _tree(tmp_path / "results")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    layout = Layout(cfg)
+    evaluate(str(tmp_path / "config.yaml"), "fake", ["ks", "pr"])
+    for task in ("ks", "pr"):
+        for condition in layout.conditions(task):
+            data = json.loads(Path(layout.score("fake", task, condition)).read_text())
+            pred = read_predictions(layout.predictions("fake", task, condition))
+            assert set(pred["metric"]) == {data["metric"]}
+            assert len(pred) == data["n"] * len(data["seeds"])
+            assert pred["utt_id"].nunique() == data["n_utterances"]
+            for run in data["per_seed"]:
+                rows = pred[pred["seed"] == run["seed"]]
+                assert rows["num"].sum() / rows["den"].sum() == pytest.approx(run["value"])
+            if task == "pr":
+                manifest = pd.read_csv(layout.manifest(layout.task_source(task, condition)[0]), sep="\t")
+                lengths = {u: len(p.split()) for u, p in zip(manifest["utt_id"], manifest["phones"], strict=True)}
+                assert (pred["den"] == pred["utt_id"].map(lengths)).all()
+    indomain = read_predictions(layout.predictions("fake", "ks", "indomain"))
+    assert sorted(set(indomain["copy"])) == [0, 1]
 
 
 def test_fbank_is_extracted_and_evaluated_like_any_upstream(tmp_path):

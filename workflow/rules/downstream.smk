@@ -1,4 +1,5 @@
-# Stage 3: SUPERB-style heads on frozen, cached upstream features; one JSON per score.
+# Stage 3: SUPERB-style heads on frozen, cached upstream features; one JSON per score, and beside it the per-item
+# predictions (`.pred.tsv`) that the claims table's bootstrap resamples.
 # One job per upstream trains every task's heads (all seeds) and scores every condition: features are read
 # once per (corpus, view) and shared by the tasks, and ~20 jobs pay Python start-up instead of ~300.
 
@@ -13,6 +14,7 @@ for _upstream, _tasks in L.evaluations().items():
         output:
             heads=[L.head(_upstream, t) for t in _tasks],
             scores=L.scores(_upstream),
+            predictions=L.prediction_files(_upstream),
         log:
             f"{L.root}/logs/evaluate/{_upstream}.log",
         benchmark:

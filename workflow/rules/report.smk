@@ -1,5 +1,6 @@
-# Stage 4: tables and figures regenerated from result files alone (score JSONs, student configs and curves,
-# cache indexes and extraction benchmarks), then the self-contained HTML report (`snakemake --report`).
+# Stage 4: tables and figures regenerated from result files alone (score JSONs and the predictions beside them,
+# student configs and curves, cache indexes and extraction benchmarks), then the self-contained HTML report
+# (`snakemake --report`).
 
 
 report: "../report/workflow.rst"
