@@ -116,12 +116,6 @@ def _check_student(config: dict[str, Any], name: str, student: dict[str, Any], m
         raise ConfigError(f"{where}.teacher: method '{student['method']}' needs a text teacher (kind: text), "
                           f"'{names[0]}' is kind {kinds[names[0]]!r}")
     text_ones = [t for t, k in kinds.items() if k == "text"]
-    init = student.get("init")
-    if init is not None and (init not in teachers or teachers[init]["kind"] not in ("whisper_ct2", "hf")):
-        raise ConfigError(f"{where}.init '{init}' must be a configured Whisper teacher (kind whisper_ct2 or hf)")
-    if init is not None and student.get("arch", {}).get("frontend") != "logmel":
-        raise ConfigError(f"{where}.init needs arch.frontend: logmel (the layout of the Whisper teacher it starts "
-                          "from)")
     if not method.text_teacher and text_ones:
         raise ConfigError(f"{where}.teacher: {text_ones} embed text, not audio; method '{student['method']}' "
                           "distils audio teachers")
@@ -135,6 +129,12 @@ def _check_student(config: dict[str, Any], name: str, student: dict[str, Any], m
     if extra:
         raise ConfigError(f"{where}.arch: {extra} do not apply to the {method.student} student of method "
                           f"'{student['method']}'; allowed: {sorted(allowed)}")
+    init = student.get("init")
+    if init is not None and (init not in teachers or teachers[init]["kind"] not in ("whisper_ct2", "hf")):
+        raise ConfigError(f"{where}.init '{init}' must be a configured Whisper teacher (kind whisper_ct2 or hf)")
+    if init is not None and student.get("arch", {}).get("frontend") != "logmel":
+        raise ConfigError(f"{where}.init needs arch.frontend: logmel (the layout of the Whisper teacher it starts "
+                          "from)")
 
 
 def _check_columns(config: dict[str, Any], name: str, student: dict[str, Any], method: type) -> None:

@@ -46,6 +46,9 @@ def test_shipped_students_and_teachers():
     ("dann", {"options": {"lamda": 1.0}}, "lamda"),
     ("lstm_kd", {"arch": {"conv_channels": 64, "dim": 128, "heads": 4}}, r"\['heads'\].*lstm"),
     ("ens_avg", {"teacher": ["whisper_base", "whisper_huge"]}, "whisper_huge"),
+    ("distilhubert", {"init": "resemblyzer"}, r"init 'resemblyzer' must be a configured Whisper teacher"),
+    ("distilhubert", {"arch": {"dim": 512}}, r"init needs arch.frontend: logmel"),
+    ("lstm_kd", {"arch": {"frontend": "spectrogram"}}, r"frontend"),
 ])
 def test_student_cross_checks(name, edit, match):
     cfg = _cfg()

@@ -6,32 +6,21 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
+from snakemake_cli import job_counts, snakemake
 
 from pipeline.config import validate_config
+from pipeline.downstream.predictions import write_predictions
 from pipeline.workflow import REPORT_FILES, Layout
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow  # runs the real Snakefile (dry runs only)
-
-
-def snakemake(workdir: Path, *args: str) -> str:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), *args]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout
-
-
-def job_counts(dry_run_output: str) -> dict[str, int]:
-    """Parse the 'Job stats' table of `snakemake -n`."""
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\S+)\s+(\d+)$", dry_run_output, re.M) if m[1] != "total"}
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +75,9 @@ def _fake_results(work: Path, layout: Layout, cfg: dict) -> None:
             "upstream": up, "task": task, "condition": cond, "metric": metric, "value": sum(values) / 2,
             "seeds": [0, 1], "steps": 100, "batch_size": 16, "num_params": 1e6 + i, "per_seed": per_seed,
             "layer_weights": [0.2, 0.3, 0.5]}))
+        rows = [{"utt_id": f"u{k}", "copy": 0, "seed": s, "metric": metric, "num": (k + i + s) % 2, "den": 1}
+                for k in range(20) for s in (0, 1)]
+        write_predictions(pd.DataFrame(rows), work / path.replace(".json", ".pred.tsv"))
     for name, spec in cfg["students"].items():
         (work / layout.student(name, "config.json")).write_text(json.dumps({
             "student": "transformer", "num_params": 2_000_000, "method": spec["method"], "teacher": spec["teacher"],
@@ -104,9 +96,10 @@ def test_html_report_renders_in_chromium(finished_run: Path, tmp_path: Path) -> 
     layout = Layout(cfg)
     _fake_results(finished_run, layout, cfg)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    subprocess.run([sys.executable, "-m", "pipeline", "report", "--config", "results/config.resolved.yaml",
-                    "--out-dir", "results/report", "--scores", *layout.scores()], cwd=finished_run, env=env,
-                   check=True, capture_output=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "report", "--config", "results/config.resolved.yaml",
+                           "--out-dir", "results/report", "--scores", *layout.scores()], cwd=finished_run, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     assert "cross-distortion setup 1" in (finished_run / "results/report/robustness.md").read_text()
     snakemake(finished_run, "--report", "results/report/report.html")
     html = finished_run / "results/report/report.html"

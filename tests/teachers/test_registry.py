@@ -105,12 +105,13 @@ def test_fingerprint_declares_input_state(fake_students):
 def test_kind_input_state_agrees_with_the_classes():
     """The config-only answer (cache expectations without loading a model) is what each kind's class declares."""
     from pipeline.students.checkpoint import StudentUpstream
+    from pipeline.teachers.fbank import FbankUpstream
     from pipeline.teachers.hf import HFWaveformUpstream
     from pipeline.teachers.resemblyzer import ResemblyzerUpstream
     from pipeline.teachers.whisper import WhisperUpstream
 
     classes = {"hf": [HFWaveformUpstream, WhisperUpstream], "whisper_ct2": [WhisperUpstream],
-               "resemblyzer": [ResemblyzerUpstream], "student": [StudentUpstream]}
+               "resemblyzer": [ResemblyzerUpstream], "student": [StudentUpstream], "fbank": [FbankUpstream]}
     assert set(classes) == set(LOADERS) - {"text"}
     for kind, impls in classes.items():
         assert all(kind_input_state(kind) is cls.input_state for cls in impls), kind
