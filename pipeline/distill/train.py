@@ -249,7 +249,7 @@ def train_student(config: str, student: str, manifest: str, audio: list[str], ta
     options = method_cls.resolve_options(spec.get("options"))
     needs = method_cls.needs(options)
     train = {**DEFAULT_TRAIN, **spec.get("train", {})}
-    seed = cfg["seed"]
+    seed = spec.get("seed", cfg["seed"])  # a distillation seed of its own: replicates of one recipe
     torch.manual_seed(seed)
     device = pick_device("auto")
 

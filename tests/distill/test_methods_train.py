@@ -265,3 +265,23 @@ def test_train_student_as_a_subprocess(run):
                           cwd=ROOT, env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((out / "config.json").read_text())["method"] == "dkd"
+
+
+def test_a_students_own_seed_is_its_distillation_seed(run):
+    """`seed` in a student's entry replaces the config's seed for that student alone: the same value trains the
+    same weights, another value other weights, and config.json records the one used."""
+    from safetensors.torch import load_file
+
+    weights = {}
+    for label, seed in (("default", None), ("same", run["cfg"]["seed"]), ("other", run["cfg"]["seed"] + 1)):
+        argv, out, _ = _train_argv(run, "distilhubert", steps=6)
+        if seed is not None:
+            config = Path(argv[argv.index("--config") + 1])
+            cfg = yaml.safe_load(config.read_text())
+            cfg["students"]["distilhubert"]["seed"] = seed
+            config.write_text(yaml.safe_dump(cfg))
+        assert cli.main(argv) == 0
+        assert json.loads((out / "config.json").read_text())["seed"] == (seed or run["cfg"]["seed"])
+        weights[label] = load_file(out / "model.safetensors")
+    assert all(torch.equal(weights["default"][k], weights["same"][k]) for k in weights["default"])
+    assert any(not torch.equal(weights["default"][k], weights["other"][k]) for k in weights["default"])
