@@ -13,32 +13,39 @@ import jiwer
 Counts = tuple[list[int], list[int]]  # per utterance: (numerator, denominator); metric = sum(num) / sum(den)
 
 
-def accuracy(refs: Sequence[str], preds: Sequence[str]) -> float:
-    """Fraction of exact matches (a reference the model cannot output is simply never matched)."""
-    _check_lengths(refs, preds)
-    return sum(r == p for r, p in zip(refs, preds, strict=True)) / len(refs)
-
-
-def slot_accuracy(refs: Sequence[str], preds: Sequence[str], sep: str = "|") -> float:
-    """Fraction of utterances whose every slot is right (SUPERB IC); partial matches count wrong."""
-    _check_lengths(refs, preds)
-
-    def slots(label: str) -> list[str]:
-        return [s.strip() for s in label.split(sep)]
-
-    return sum(slots(r) == slots(p) for r, p in zip(refs, preds, strict=True)) / len(refs)
+def ratio(counts: Counts) -> float:
+    """The corpus-level metric of per-utterance counts: sum(num) / sum(den)."""
+    num, den = counts
+    if not sum(den):
+        raise ValueError("error rate undefined: the references hold no tokens")
+    return sum(num) / sum(den)
 
 
 def correct_counts(refs: Sequence[str], preds: Sequence[str]) -> Counts:
-    """Per utterance 1 if the prediction matches exactly, else 0, over 1: `accuracy` as counts."""
+    """Per utterance 1 if the prediction matches exactly, else 0, over 1 (a reference the model cannot output is
+    simply never matched)."""
     _check_lengths(refs, preds)
     return [int(r == p) for r, p in zip(refs, preds, strict=True)], [1] * len(refs)
 
 
 def slot_correct_counts(refs: Sequence[str], preds: Sequence[str], sep: str = "|") -> Counts:
-    """Per utterance 1 if every slot is right, else 0, over 1: `slot_accuracy` as counts."""
+    """Per utterance 1 if every slot is right (SUPERB IC; partial matches count wrong), else 0, over 1."""
     _check_lengths(refs, preds)
-    return [int(slot_accuracy([r], [p], sep) == 1) for r, p in zip(refs, preds, strict=True)], [1] * len(refs)
+
+    def slots(label: str) -> list[str]:
+        return [s.strip() for s in label.split(sep)]
+
+    return [int(slots(r) == slots(p)) for r, p in zip(refs, preds, strict=True)], [1] * len(refs)
+
+
+def accuracy(refs: Sequence[str], preds: Sequence[str]) -> float:
+    """Fraction of exact matches."""
+    return ratio(correct_counts(refs, preds))
+
+
+def slot_accuracy(refs: Sequence[str], preds: Sequence[str], sep: str = "|") -> float:
+    """Fraction of utterances whose every slot is right."""
+    return ratio(slot_correct_counts(refs, preds, sep))
 
 
 def tokenize(text: str, unit: str) -> list[str]:

@@ -28,6 +28,7 @@ from pipeline.corpus.manifest import read_manifest
 from pipeline.downstream.data import Features, batch_indices, copies_by_utt, labelled_rows, pad, predict
 from pipeline.downstream.featurizer import WeightedSum
 from pipeline.downstream.heads import DownstreamModel
+from pipeline.downstream.metrics import ratio
 from pipeline.downstream.predictions import prediction_path, prediction_rows, write_predictions
 from pipeline.downstream.tasks import Codec, Task, codec_from_state, get_task
 
@@ -146,8 +147,7 @@ def _train(spec: Task, settings: dict[str, Any], upstream: str, features: Featur
         best, curve = _fit(model, spec, codec, train, dev, settings, seed, f"{spec.name} head on {upstream} s{seed}")
         model.load_state_dict(best["model"])
         runs.append({"seed": seed, "model": best["model"], "layer_weights": model.featurizer.layer_weights(),
-                     "best_step": best["step"], "steps_run": curve[-1]["step"], "dev_value": best["value"],
-                     "curve": curve,
+                     "best_step": best["step"], "dev_value": best["value"], "curve": curve,
                      "train_seconds": round(time.perf_counter() - t0, 2)})
         log.info("%s/%s seed %d: best dev %s %.4f at step %d (%.1f s)", upstream, spec.name, seed, spec.metric,
                  best["value"], best["step"], runs[-1]["train_seconds"])
@@ -238,11 +238,11 @@ def _score(spec: Task, settings: dict[str, Any], ckpt: dict[str, Any], head: str
     per_seed, items = [], []
     for (seed, model), run in zip(_models(ckpt, spec), ckpt["runs"], strict=True):
         preds = predict(model, codec, states, int(settings["batch_size"]))
-        metrics = spec.metrics(refs, preds)
-        items.append(prediction_rows(keys, seed, spec.item_counts(refs, preds)))
+        counts = spec.item_counts(refs, preds)  # the metrics are their ratios of sums: one pass of jiwer
+        metrics = {name: ratio(c) for name, c in counts.items()}
+        items.append(prediction_rows(keys, seed, counts))
         per_seed.append({"seed": seed, "value": metrics[spec.metric], "metrics": metrics,
                          "dev_value": run["dev_value"], "best_step": run["best_step"],
-                         "steps_run": run.get("steps_run", run["curve"][-1]["step"]),
                          "train_seconds": run.get("train_seconds"), "layer_weights": run["layer_weights"],
                          "curve": run["curve"]})
     values = [r["value"] for r in per_seed]

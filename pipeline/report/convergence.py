@@ -24,7 +24,7 @@ def head_runs(records: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any
             continue
         for run in r.get("per_seed") or []:
             curve = run.get("curve") or []
-            ran = run.get("steps_run") or (curve[-1]["step"] if curve else None)
+            ran = curve[-1]["step"] if curve else None  # early stopping ends the curve where the run ended
             if run.get("best_step") and ran:
                 out.setdefault(r["task"], []).append({"upstream": r["upstream"], "best": run["best_step"],
                                                       "ran": ran, "steps": r.get("steps") or ran,

@@ -1,9 +1,12 @@
-"""Waveform CNN front end shared by all students: 7 convolutions, 320x downsampling to 50 Hz."""
+"""Waveform CNN front end of the students: 7 convolutions, 320x downsampling to 50 Hz; and the frame arithmetic
+of either front end a student may have (this one, or the log-mel one of pipeline.students.logmel)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from pipeline.students.logmel import MIN_SAMPLES, logmel_frames
 
 KERNELS = ((10, 5), (3, 2), (3, 2), (3, 2), (3, 2), (2, 2), (2, 2))  # wav2vec 2.0 / HuBERT layout
 RECEPTIVE_FIELD = 400
@@ -63,3 +66,17 @@ def scale_grad(x: torch.Tensor, scale: float) -> torch.Tensor:
     if scale == 0:
         return x.detach()
     return x * scale + x.detach() * (1.0 - scale)
+
+
+class FrontEndFrames:
+    """Frame count and shortest input of a student, by its `arch.frontend` ("waveform" or "logmel")."""
+
+    arch: object
+
+    @property
+    def min_samples(self) -> int:
+        return MIN_SAMPLES if self.arch.frontend == "logmel" else RECEPTIVE_FIELD
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames of the hidden states for a clip of `num_samples` samples."""
+        return logmel_frames(num_samples) if self.arch.frontend == "logmel" else conv_frames(num_samples)

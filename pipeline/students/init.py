@@ -15,6 +15,14 @@ from pipeline.students.lstm import LSTMStudent
 from pipeline.students.transformer import TransformerStudent
 
 
+def _require(arch: object, want: dict[str, object], what: str) -> None:
+    """Refuse an architecture whose fields differ from the teacher's, naming each field and both values."""
+    wrong = {k: (getattr(arch, k), v) for k, v in want.items() if getattr(arch, k) != v}
+    if wrong:
+        raise ValueError(f"to start from this Whisper teacher {what} needs "
+                         + ", ".join(f"{k}: {v} (has {have})" for k, (have, v) in wrong.items()))
+
+
 def whisper_layer_state(layer: nn.Module) -> dict[str, torch.Tensor]:
     """A transformers WhisperEncoderLayer's weights under torch's TransformerEncoderLayer names (pre-norm):
     q, k, v fused into in_proj (Whisper's key projection has no bias: zero)."""
@@ -37,12 +45,8 @@ def init_from_whisper(student: TransformerStudent, encoder: nn.Module) -> dict[s
     Returns what was copied, for the student's config.json. Shapes must match: the student's `dim`, `heads`,
     `ffn` and `n_mels` are the teacher's."""
     arch, cfg = student.arch, encoder.config
-    want = {"frontend": "logmel", "dim": cfg.d_model, "heads": cfg.encoder_attention_heads,
-            "ffn": cfg.encoder_ffn_dim, "n_mels": cfg.num_mel_bins}
-    wrong = {k: (getattr(arch, k), v) for k, v in want.items() if getattr(arch, k) != v}
-    if wrong:
-        raise ValueError("to start from this Whisper teacher the student's arch needs "
-                         + ", ".join(f"{k}: {v} (has {have})" for k, (have, v) in wrong.items()))
+    _require(arch, {"frontend": "logmel", "dim": cfg.d_model, "heads": cfg.encoder_attention_heads,
+                    "ffn": cfg.encoder_ffn_dim, "n_mels": cfg.num_mel_bins}, "the student's arch")
     if arch.layers > len(encoder.layers):
         raise ValueError(f"student has {arch.layers} layers, the teacher only {len(encoder.layers)}")
     with torch.no_grad():
@@ -58,11 +62,8 @@ def init_frontend_from_whisper(student: LSTMStudent, encoder: nn.Module) -> dict
     """Copy a WhisperEncoder's two convolutions into a log-mel LSTM student's front end (in place): an LSTM has
     no layer of the teacher's kind to take, but it can read what the teacher's first layer reads."""
     arch, cfg = student.arch, encoder.config
-    want = {"frontend": "logmel", "conv_channels": cfg.d_model, "n_mels": cfg.num_mel_bins}
-    wrong = {k: (getattr(arch, k), v) for k, v in want.items() if getattr(arch, k) != v}
-    if wrong:
-        raise ValueError("to start from this Whisper teacher's front end the LSTM student's arch needs "
-                         + ", ".join(f"{k}: {v} (has {have})" for k, (have, v) in wrong.items()))
+    _require(arch, {"frontend": "logmel", "conv_channels": cfg.d_model, "n_mels": cfg.num_mel_bins},
+             "the LSTM student's arch")
     with torch.no_grad():
         for name in ("conv1", "conv2"):
             getattr(student.frontend, name).load_state_dict(getattr(encoder, name).state_dict())

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from pipeline.students.frontend import RECEPTIVE_FIELD, ConvFrontEnd, conv_frames, frame_mask, scale_grad
-from pipeline.students.logmel import MIN_SAMPLES, LogMelFrontEnd, logmel_frames
+from pipeline.students.frontend import ConvFrontEnd, FrontEndFrames, frame_mask, scale_grad
+from pipeline.students.logmel import LogMelFrontEnd
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class LSTMArch:
         return asdict(self)
 
 
-class LSTMStudent(nn.Module):
+class LSTMStudent(FrontEndFrames, nn.Module):
     """Hidden states [projection, BiLSTM 1, ..., BiLSTM N], each (B, T, 2 * arch.dim), plus a frame mask.
 
     `dim` is the hidden-state width 2 * arch.dim (both directions concatenated); the projection maps the CNN
@@ -63,14 +63,6 @@ class LSTMStudent(nn.Module):
     @property
     def num_layers(self) -> int:
         return self.arch.layers + 1
-
-    @property
-    def min_samples(self) -> int:
-        return MIN_SAMPLES if self.arch.frontend == "logmel" else RECEPTIVE_FIELD
-
-    def num_frames(self, num_samples: int) -> int:
-        """Frames of the hidden states for a clip of `num_samples` samples."""
-        return logmel_frames(num_samples) if self.arch.frontend == "logmel" else conv_frames(num_samples)
 
     def forward(self, wav: torch.Tensor, lengths: torch.Tensor,
                 offsets: torch.Tensor | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:

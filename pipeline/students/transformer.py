@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from pipeline.students.frontend import RECEPTIVE_FIELD, ConvFrontEnd, conv_frames, frame_mask, scale_grad
-from pipeline.students.logmel import MIN_SAMPLES, LogMelFrontEnd, logmel_frames
+from pipeline.students.frontend import ConvFrontEnd, FrontEndFrames, frame_mask, scale_grad
+from pipeline.students.logmel import LogMelFrontEnd
 
 FRONTENDS = ("waveform", "logmel")
 
@@ -59,7 +59,7 @@ class ConvPositional(nn.Module):
         return x + nn.functional.gelu(y).transpose(1, 2)
 
 
-class TransformerStudent(nn.Module):
+class TransformerStudent(FrontEndFrames, nn.Module):
     """Returns hidden states [transformer input, layer 1, ..., layer N], each (B, T, dim), plus a frame mask.
     With the log-mel front end the last state passes the final layer norm, as in Whisper's encoder."""
 
@@ -88,14 +88,6 @@ class TransformerStudent(nn.Module):
     @property
     def num_layers(self) -> int:
         return self.arch.layers + 1
-
-    @property
-    def min_samples(self) -> int:
-        return MIN_SAMPLES if self.arch.frontend == "logmel" else RECEPTIVE_FIELD
-
-    def num_frames(self, num_samples: int) -> int:
-        """Frames of the hidden states for a clip of `num_samples` samples."""
-        return logmel_frames(num_samples) if self.arch.frontend == "logmel" else conv_frames(num_samples)
 
     def embed(self, wav: torch.Tensor, lengths: torch.Tensor,
               offsets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
