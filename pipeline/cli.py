@@ -22,7 +22,7 @@ VERBS: dict[str, str] = {
     "view-plan": "pipeline.corpus.views:make_view_plan",
     "render-view": "pipeline.corpus.views:render_view_shard",
     "extract": "pipeline.cache.extract:extract_shard",
-    "extract-upstream": "pipeline.cache.extract:extract_upstream",
+    "extract-upstream": "pipeline.upstream_features:extract_upstream",
     "index": "pipeline.cache.index:build_index",
     "train-student": "pipeline.distill.train:train_student",
     "codebook": "pipeline.distill.codebook:fit_codebook",
@@ -30,7 +30,7 @@ VERBS: dict[str, str] = {
     "train-head": "pipeline.downstream.run:train_head",
     "score": "pipeline.downstream.run:score",
     "evaluate": "pipeline.downstream.run:evaluate",
-    "report": "pipeline.report.tables:build_report",
+    "report": "pipeline.report.build:build_report",
     "render-report": "pipeline.report.browser:render_report",
 }
 

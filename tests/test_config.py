@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import ConfigError, load_config, validate_config
+from pipeline.checks import check_config, load_checked
+from pipeline.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = yaml.safe_load((ROOT / "config.yaml").read_text())
@@ -18,7 +19,7 @@ def _cfg():
 
 
 def test_shipped_config_is_valid():
-    cfg = validate_config(_cfg())
+    cfg = check_config(_cfg())
     assert cfg["seed"] == BASE["seed"]
 
 
@@ -26,7 +27,7 @@ def test_unknown_top_level_key():
     cfg = _cfg()
     cfg["sede"] = 1
     with pytest.raises(ConfigError, match="sede") as err:
-        validate_config(cfg)
+        check_config(cfg)
     assert "top level" in str(err.value)
 
 
@@ -34,7 +35,7 @@ def test_unknown_nested_key_names_path():
     cfg = _cfg()
     cfg["students"]["distilhubert"]["train"]["stepz"] = 5
     with pytest.raises(ConfigError) as err:
-        validate_config(cfg)
+        check_config(cfg)
     msg = str(err.value)
     assert "stepz" in msg
     assert "students.distilhubert.train" in msg
@@ -45,7 +46,7 @@ def test_unknown_cache_key():
     cfg = _cfg()
     cfg["cache"]["compresion"] = "zstd"
     with pytest.raises(ConfigError, match=r"compresion.*'cache'|'cache'.*compresion"):
-        validate_config(cfg)
+        check_config(cfg)
 
 
 @pytest.mark.parametrize("path,value", [
@@ -63,7 +64,7 @@ def test_wrong_type_names_key(path, value):
         node = node[p]
     node[path[-1]] = value
     with pytest.raises(ConfigError) as err:
-        validate_config(cfg)
+        check_config(cfg)
     assert f"'{'.'.join(path)}'" in str(err.value)
 
 
@@ -71,7 +72,7 @@ def test_unknown_teacher_in_student():
     cfg = _cfg()
     cfg["students"]["distilhubert"]["teacher"] = "whisper_huge"
     with pytest.raises(ConfigError) as err:
-        validate_config(cfg)
+        check_config(cfg)
     msg = str(err.value)
     assert "students.distilhubert.teacher" in msg and "whisper_huge" in msg
     assert "whisper_base" in msg and "whisper_tiny" in msg  # the known teachers
@@ -81,7 +82,7 @@ def test_unknown_method_lists_known():
     cfg = _cfg()
     cfg["students"]["distilhubert"]["method"] = "fithubert"
     with pytest.raises(ConfigError) as err:
-        validate_config(cfg)
+        check_config(cfg)
     msg = str(err.value)
     assert "students.distilhubert.method" in msg and "fithubert" in msg
     from pipeline.distill.methods import METHODS
@@ -94,7 +95,7 @@ def test_unknown_view_in_student():
     cfg = _cfg()
     cfg["students"]["distilhubert"]["input_view"] = "noisy"
     with pytest.raises(ConfigError, match=r"students\.distilhubert\.input_view"):
-        validate_config(cfg)
+        check_config(cfg)
 
 
 def test_student_named_like_teacher():
@@ -102,25 +103,25 @@ def test_student_named_like_teacher():
     cfg["students"]["whisper_base"] = cfg["students"].pop("distilhubert")
     cfg["downstream"]["upstreams"] = ["whisper_base"]
     with pytest.raises(ConfigError, match="same name as a teacher"):
-        validate_config(cfg)
+        check_config(cfg)
 
 
 def test_unknown_downstream_upstream():
     cfg = _cfg()
     cfg["downstream"]["upstreams"] = ["whisper_base", "hubert_large"]
     with pytest.raises(ConfigError, match=r"downstream\.upstreams.*hubert_large"):
-        validate_config(cfg)
+        check_config(cfg)
 
 
 def test_fbank_teacher_validates_and_names_no_weights():
-    cfg = validate_config(_cfg())
+    cfg = check_config(_cfg())
     assert cfg["teachers"]["fbank"] == {"kind": "fbank", "layers": "all"}
     assert all(cfg["students"][s]["teacher"] != "fbank" for s in cfg["students"])  # a reference, not a teacher
     for key, value in (("model", "facebook/hubert-base-ls960"), ("package", "x"), ("path", "w.pt")):
         cfg = _cfg()
         cfg["teachers"]["fb"] = {"kind": "fbank", key: value}
         with pytest.raises(ConfigError, match=rf"teachers\.fb: kind fbank .*\['{key}'\]"):
-            validate_config(cfg)
+            check_config(cfg)
 
 
 def test_defaults_are_filled():
@@ -133,7 +134,7 @@ def test_defaults_are_filled():
     cfg["corpus"]["real"] = {}
     for key in ("input_view", "target_view"):
         del cfg["students"]["distilhubert"][key]
-    out = validate_config(cfg)
+    out = check_config(cfg)
     assert out is cfg  # validated in place
     assert cfg["results"] == "results"
     assert cfg["cache"] == {"dtype": "float16", "compression": "none", "batch_seconds": 60}
@@ -151,7 +152,7 @@ def test_defaults_are_filled():
 def test_given_values_are_kept():
     cfg = _cfg()
     cfg["cache"] = {"dtype": "float32", "compression": "zstd", "batch_seconds": 5}
-    validate_config(cfg)
+    check_config(cfg)
     assert cfg["cache"] == {"dtype": "float32", "compression": "zstd", "batch_seconds": 5}
 
 
@@ -159,23 +160,37 @@ def test_missing_required_section():
     cfg = _cfg()
     del cfg["teachers"]
     with pytest.raises(ConfigError, match="teachers"):
-        validate_config(cfg)
+        check_config(cfg)
 
 
-def test_load_config(tmp_path):
+def test_load_checked(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
-        load_config(tmp_path / "nope.yaml")
+        load_checked(tmp_path / "nope.yaml")
     good = tmp_path / "good.yaml"
     good.write_text(yaml.safe_dump(_cfg()))
-    assert load_config(good)["cache"]["dtype"] == "float16"
+    assert load_checked(good)["cache"]["dtype"] == "float16"
     bad = _cfg()
     bad["cache"]["dtype"] = 16
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(bad))
     with pytest.raises(ConfigError) as err:
-        load_config(path)
+        load_checked(path)
     assert str(path) in str(err.value) and "'cache.dtype'" in str(err.value)
     empty = tmp_path / "empty.yaml"
     empty.write_text("")
     with pytest.raises(ConfigError, match=re.escape("top level")):
-        load_config(empty)
+        load_checked(empty)
+
+
+def test_load_checked_names_the_file_on_a_registry_error(tmp_path):
+    """A method the registry does not know passes the schema (pipeline.config) and is caught by the full check."""
+    bad = _cfg()
+    bad["students"]["distilhubert"]["method"] = "no_such_method"
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    from pipeline.config import load_config
+
+    assert load_config(path)["students"]["distilhubert"]["method"] == "no_such_method"
+    with pytest.raises(ConfigError) as err:
+        load_checked(path)
+    assert str(path) in str(err.value) and "students.distilhubert.method 'no_such_method' is unknown" in str(err.value)

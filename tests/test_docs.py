@@ -24,7 +24,8 @@ import jsonschema
 import pytest
 import yaml
 
-from pipeline.config import SCHEMA, validate_config
+from pipeline.checks import check_config
+from pipeline.config import SCHEMA
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -344,7 +345,7 @@ def test_config_snippets_validate(path: Path, schema: dict) -> None:
     for snippet in yaml_snippets(path.read_text()):
         extra = yaml.safe_load(snippet)
         if isinstance(extra, dict) and set(extra) <= set(schema["properties"]):
-            validate_config(merged(base, extra))
+            check_config(merged(base, extra))
 
 
 # --- the checks themselves catch what they are for ---------------------------------------------------------------

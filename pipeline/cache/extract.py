@@ -72,44 +72,18 @@ def extract_shard(config: str, upstream: str, audio: str, out: str, checkpoint: 
         torch.set_num_threads(threads)
     cfg = load_config(config)
     model = load_upstream(upstream, upstream_spec(cfg, upstream, checkpoint), device="auto")
-    _extract(cfg, upstream, model, audio, out, checkpoint, _test_utts(test_split_of) if test_split_of else None)
+    test = test_utterances(test_split_of) if test_split_of else None
+    extract_store(cfg, upstream, model, audio, out, checkpoint, test)
 
 
-def _test_utts(manifest: str) -> set[str]:
+def test_utterances(manifest: str) -> set[str]:
+    """utt_ids of a manifest's test split."""
     from pipeline.corpus.manifest import read_manifest
 
     return set(read_manifest(manifest).query("split == 'test'")["utt_id"])
 
 
-def extract_upstream(config: str, upstream: str, checkpoint: str = "", threads: int = 0) -> None:
-    """Every feature store and index `upstream`'s downstream evaluation reads, from one model load.
-
-    For students: a student forward over a shard takes about as long as starting Python and importing torch,
-    so one job per student (not per shard) writes all its stores; paths from `pipeline.workflow.Layout`.
-    Views that are only scored (the distorted and real conditions) are extracted for their test split alone (a
-    shard without test utterances whole); heads train on the clean view's train and dev splits."""
-    from pipeline.cache.index import build_index
-    from pipeline.workflow import Layout
-
-    if threads:
-        torch.set_num_threads(threads)
-    cfg = load_config(config)
-    layout = Layout(cfg)
-    model = load_upstream(upstream, upstream_spec(cfg, upstream, checkpoint), device="auto")
-    tests: dict[str, set[str]] = {}
-    for corpus, view in layout.feature_sources(upstream):
-        test = None
-        if layout.scored_only(upstream, corpus, view):
-            if corpus not in tests:
-                tests[corpus] = _test_utts(layout.manifest(corpus))
-            test = tests[corpus]
-        stores = [layout.feature_store(upstream, corpus, view, i) for i in range(layout.num_shards(corpus))]
-        for i, out in enumerate(stores):
-            _extract(cfg, upstream, model, layout.view_store(corpus, view, i), out, checkpoint, test)
-        build_index(stores, layout.feature_index(upstream, corpus, view))
-
-
-def _extract(cfg: dict[str, Any], upstream: str, model: Upstream, audio: str, out: str, checkpoint: str,
+def extract_store(cfg: dict[str, Any], upstream: str, model: Upstream, audio: str, out: str, checkpoint: str,
              test: set[str] | None = None) -> None:
     """One view-audio store through a loaded `model` into feature store `out` (atomic: complete or absent);
     with `test`, only the copies of those utterances."""

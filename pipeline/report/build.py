@@ -1,5 +1,5 @@
 """Assemble the report: scores (and the predictions beside them) -> claims, paper tables, overview, cost tables and
-figures (see tables.build_report)."""
+figures."""
 
 from __future__ import annotations
 
@@ -125,3 +125,10 @@ def build(scores: Sequence[str], out: Path, config: str | None) -> None:
     figures.layer_weights_figure(_layer_weights([r for r in records if r["condition"] == "clean"] or records,
                                                 lookup.tasks, upstreams), out / "layer_weights.png")
     log.info("report: %d score files, %d tables -> %s", len(records), len(tables), out)
+
+
+def build_report(scores: list[str], out_dir: str, config: str | None = None) -> None:
+    """Read score JSONs and the predictions beside them (and, given the run's config, student configs, curves, cache
+    indexes and extraction benchmarks); write every table in four formats, tables.md, scores.csv and the figures
+    into out_dir."""
+    build(scores, Path(out_dir), config)

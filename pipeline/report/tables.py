@@ -248,12 +248,3 @@ def write_table(table: Table, out_dir: Path) -> None:
     to_csv(table, out_dir / f"{table.name}.csv")
     (out_dir / f"{table.name}.tex").write_text(to_latex(table))
     (out_dir / f"{table.name}.html").write_text(to_html(table))
-
-
-def build_report(scores: list[str], out_dir: str, config: str | None = None) -> None:
-    """Read score JSONs and the predictions beside them (and, given the run's config, student configs, curves, cache
-    indexes and extraction benchmarks); write every table in four formats, tables.md, scores.csv and the figures
-    into out_dir."""
-    from pipeline.report.build import build
-
-    build(scores, Path(out_dir), config)

@@ -163,10 +163,10 @@ def test_extract_upstream_writes_every_evaluated_store_like_extract_shard(tmp_pa
     """One process, one model load: the stores and indexes an upstream's evaluation reads (Layout's paths),
     each equal to what the per-shard verb writes from the same view audio; views that are only scored hold
     the test split alone."""
-    from pipeline.cache.extract import extract_upstream
     from pipeline.cache.index import FeatureCache
     from pipeline.config import load_config
     from pipeline.corpus.manifest import write_manifest
+    from pipeline.upstream_features import extract_upstream
     from pipeline.workflow import Layout
 
     teacher = _teacher(tmp_path / "tiny")

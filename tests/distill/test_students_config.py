@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import ConfigError, validate_config
+from pipeline.checks import check_config
+from pipeline.config import ConfigError
 from pipeline.distill.inputs import student_input_files, train_flags
 from pipeline.workflow import Layout
 
@@ -21,7 +22,7 @@ def _cfg():
 
 
 def test_shipped_students_and_teachers():
-    cfg = validate_config(_cfg())
+    cfg = check_config(_cfg())
     assert set(cfg["students"]) == CONTRACT
     assert cfg["teachers"]["resemblyzer"]["kind"] == "resemblyzer" and cfg["teachers"]["minilm"]["kind"] == "text"
     s = cfg["students"]
@@ -54,11 +55,11 @@ def test_student_cross_checks(name, edit, match):
     cfg = _cfg()
     cfg["students"][name].update(edit)
     with pytest.raises(ConfigError, match=match):
-        validate_config(cfg)
+        check_config(cfg)
 
 
 def test_input_files_follow_each_method():
-    cfg = validate_config(_cfg())
+    cfg = check_config(_cfg())
     lay = Layout(cfg)
     files = {n: student_input_files(cfg, lay, n) for n in cfg["students"]}
     root = cfg["results"]
@@ -81,7 +82,7 @@ def test_shipped_lstm_student_is_smaller_than_the_transformer_students():
     from pipeline.distill.methods import get_method
     from pipeline.students.checkpoint import build_student, count_params
 
-    cfg = validate_config(_cfg())
+    cfg = check_config(_cfg())
     sizes = {n: count_params(build_student(get_method(s["method"]).student, s["arch"]))
              for n, s in cfg["students"].items()}
     transformer = {sizes[n] for n, s in cfg["students"].items() if get_method(s["method"]).student == "transformer"}

@@ -147,8 +147,8 @@ def test_fbank_is_extracted_and_evaluated_like_any_upstream(tmp_path):
     evaluation reads (Layout's paths) from view audio, `evaluate` trains heads on its one hidden state and scores
         every condition with 0 parameters. A keyword is two tones one after the other, a different pair for each: a
     steady tone alone would vanish under the utterance CMVN."""
-    from pipeline.cache.extract import extract_upstream
     from pipeline.cache.store import StoreWriter
+    from pipeline.upstream_features import extract_upstream
 
     cfg = {"seed": 1, "results": str(tmp_path / "results"),
            "corpus": {"synthetic": {"voices": 1, "keyword": 1, "command": 0, "sentence": 0},

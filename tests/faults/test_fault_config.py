@@ -1,5 +1,5 @@
 """Config errors (unknown key, wrong type, unknown teacher, a method needing transcripts on a corpus without
-them) stop the run naming the key, before any job runs: through validate_config and through Snakemake."""
+them) stop the run naming the key, before any job runs: through check_config and through Snakemake."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from faults.helpers import ROOT, env
-from pipeline.config import ConfigError, validate_config
+from pipeline.checks import check_config
+from pipeline.config import ConfigError
 
 
 def _good() -> dict:
@@ -60,13 +61,13 @@ EXPECT = {
 
 
 def test_good_config_passes():
-    validate_config(_good())
+    check_config(_good())
 
 
 @pytest.mark.parametrize("case", sorted(EXPECT))
 def test_validate_config_names_the_key(case):
     with pytest.raises(ConfigError) as err:
-        validate_config(_bad(case))
+        check_config(_bad(case))
     for part in EXPECT[case]:
         assert part in str(err.value), (part, str(err.value))
 
@@ -82,9 +83,9 @@ def test_transcripts_check_is_generic(monkeypatch):
     cfg = _good()
     cfg["students"]["s"]["method"] = "needs_intent"
     with pytest.raises(ConfigError, match=r"students\.s\.method.*\['intent'\]"):
-        validate_config(copy.deepcopy(cfg))  # sentences only: no intent labels
+        check_config(copy.deepcopy(cfg))  # sentences only: no intent labels
     cfg["corpus"]["synthetic"]["command"] = 31
-    validate_config(cfg)
+    check_config(cfg)
 
 
 def _snakemake(work: Path, *args: str) -> subprocess.CompletedProcess:

@@ -10,10 +10,10 @@ import pytest
 import yaml
 from fake_results import ROOT, UTTERANCES, default_config, fake_run
 
+from pipeline.report.build import build_report
 from pipeline.report.claim_results import NOT_RUN, measure_claims
 from pipeline.report.claims import CLAIMS, systems
 from pipeline.report.papers import describe
-from pipeline.report.tables import build_report
 from pipeline.workflow import Layout
 
 

@@ -148,7 +148,7 @@ def test_report_build_shows_fbank_in_tables_cost_and_figures(tmp_path, monkeypat
     import yaml
 
     from pipeline.report import build as report_build
-    from pipeline.report.tables import build_report
+    from pipeline.report.build import build_report
 
     results = tmp_path / "results"
     cfg = {"seed": 1, "results": str(results),

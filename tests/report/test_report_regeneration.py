@@ -15,7 +15,7 @@ from fake_results import fake_run
 from snakemake_cli import job_counts, snakemake
 
 from pipeline.config import load_config
-from pipeline.report.tables import build_report
+from pipeline.report.build import build_report
 from pipeline.workflow import REPORT_FILES, Layout
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,11 +8,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from pipeline.report.build import build_report
 from pipeline.report.tables import (
     Cell,
     Column,
     Table,
-    build_report,
     format_params,
     markdown_table,
     to_csv,

@@ -29,7 +29,7 @@ rule extract_teacher:
 
 
 # A student's forward over a shard costs about what starting Python and importing torch does, so one job per
-# student writes every store and index its evaluation reads (pipeline.cache.extract.extract_upstream).
+# student writes every store and index its evaluation reads (pipeline.upstream_features.extract_upstream).
 for _student in [s for s in config["students"] if s in L.evaluations()]:
 
     rule:

@@ -2,11 +2,11 @@
 import os
 from functools import partial
 
-from pipeline.config import validate_config
+from pipeline.checks import check_config
 from pipeline.distill.inputs import student_input_files, train_flags
 from pipeline.workflow import CONDITIONS, REPORT_FILES, Layout, canonical
 
-validate_config(config)
+check_config(config)
 L = Layout(config)
 CONFIG_FILE = L.write_resolved()
 

@@ -33,7 +33,8 @@ from pipeline.audio.noise import NOISE_SOURCES, SFX_SECONDS, build_noise_bank, r
 from pipeline.cache.extract import expected_fingerprint
 from pipeline.cache.index import build_index
 from pipeline.cache.store import Store, StoreWriter
-from pipeline.config import ConfigError, validate_config
+from pipeline.checks import check_config
+from pipeline.config import ConfigError
 from pipeline.corpus.adapters import run_adapter
 from pipeline.corpus.manifest import read_manifest, write_manifest
 from pipeline.corpus.screen import rejects_path
@@ -56,7 +57,7 @@ def _paper(**changes) -> dict:
 
 # ------------------------------------------------------------------ config and layout
 def test_paper_config_is_valid_and_paper_sized():
-    cfg = validate_config(_paper())
+    cfg = check_config(_paper())
     teachers = cfg["teachers"]
     assert {t["model"] for t in teachers.values()} == {"facebook/hubert-base-ls960", "microsoft/wavlm-base-plus"}
     assert all(t["layers"] == [4, 8, 12] for t in teachers.values())
@@ -77,7 +78,7 @@ def test_paper_config_is_valid_and_paper_sized():
 ])
 def test_corpus_roles_are_checked(change, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
-        validate_config(_paper(**change))
+        check_config(_paper(**change))
 
 
 def test_adapter_options_and_names_are_checked():
@@ -85,19 +86,19 @@ def test_adapter_options_and_names_are_checked():
     cfg["corpus"]["datasets"]["iemocap"]["options"]["fold"] = 2
     with pytest.raises(ConfigError, match=r"corpus.datasets.iemocap.options: unknown option\(s\) \['fold'\].*"
                                           r"test_session"):
-        validate_config(cfg)
+        check_config(cfg)
     cfg = _paper()
     cfg["corpus"]["datasets"]["synthetic"] = {"adapter": "tsv", "root": "x"}
     with pytest.raises(ConfigError, match="corpus.datasets"):
-        validate_config(cfg)
+        check_config(cfg)
     cfg = _paper()
     del cfg["corpus"]["distill"]  # defaults to synthetic, which this config does not have
     with pytest.raises(ConfigError, match="add a corpus.synthetic section"):
-        validate_config(cfg)
+        check_config(cfg)
 
 
 def test_layout_routes_students_tasks_and_noise_to_real_corpora():
-    L = Layout(validate_config(_paper()))
+    L = Layout(check_config(_paper()))
     assert L.corpora == ["librispeech", "speech_commands", "fluent_speech_commands", "voxceleb1", "iemocap", "musan"]
     assert L.manifest("voxceleb1") == "R/corpus/voxceleb1/manifest.tsv"
     assert (L.num_shards("librispeech"), L.num_shards("iemocap")) == (240, 4)
@@ -105,7 +106,7 @@ def test_layout_routes_students_tasks_and_noise_to_real_corpora():
     assert L.task_source("sid", "ood") == ("voxceleb1", "ood") and L.task_source("ks", "clean")[0] == "speech_commands"
     assert L.views("iemocap") == ["clean", "indomain", "ood"] and L.views("musan") == ["clean"]
     assert L.noise_inputs() == {"babble": "R/corpus/librispeech/manifest.tsv", "musan": "R/corpus/musan/manifest.tsv"}
-    default = Layout(validate_config(yaml.safe_load((ROOT / "config.yaml").read_text())))
+    default = Layout(check_config(yaml.safe_load((ROOT / "config.yaml").read_text())))
     assert default.task_source("ks", "indomain") == ("synthetic", "indomain")
     assert default.task_source("ks", "real") == ("asterisk", "clean")
     assert {default.student_corpus(s) for s in default.cfg["students"]} == {"synthetic"}
@@ -113,7 +114,7 @@ def test_layout_routes_students_tasks_and_noise_to_real_corpora():
 
 
 def test_real_condition_only_where_label_sets_match():
-    cfg = validate_config(_paper())
+    cfg = check_config(_paper())
     cfg["corpus"]["real"]["asterisk"] = True
     cfg["downstream"]["conditions"] = ["clean", "real"]
     cfg["corpus"]["tasks"]["asr"] = "librispeech"
@@ -207,7 +208,7 @@ def test_student_trains_on_the_distill_corpus_with_selected_teacher_layers(tmp_p
                                "arch": {"conv_channels": 16, "dim": 32, "layers": 1, "heads": 2, "ffn": 64},
                                "train": {"steps": 4, "batch_size": 2, "crop_seconds": 0.5, "lr": 1e-3}}}
     cfg["downstream"] = {"upstreams": [], "tasks": {}}
-    cfg = validate_config(cfg)
+    cfg = check_config(cfg)
     lay = Layout(cfg)
     rng = np.random.default_rng(0)
     rows, audio, feats = [], {}, {}

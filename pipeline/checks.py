@@ -1,0 +1,33 @@
+"""The whole config check the workflow runs at start-up: the schema, then the registries (adapters, methods).
+
+It sits above the stages so that pipeline.config, which every stage imports, imports none of them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pipeline.config import ConfigError, load_config, validate_config
+from pipeline.corpus.adapters import check_corpus_config
+from pipeline.distill.checks import check_students
+
+
+def check_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Validate in place (defaults filled) and check every cross-reference; raise ConfigError naming the key."""
+    validate_config(config)
+    try:
+        check_corpus_config(config)
+    except ValueError as err:
+        raise ConfigError(f"config: {err}") from None
+    check_students(config)
+    return config
+
+
+def load_checked(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file and run every check on it, naming the file in the error."""
+    config = load_config(path)
+    try:
+        return check_config(config)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
