@@ -140,7 +140,7 @@ def test_a_planted_resume_state_is_refused_not_run(tmp_path, how):
     state.parent.mkdir()
     planted = {"step": 50, "job": {}, "model": _Planted(marker)}
     if how == "pickle":
-        state.write_bytes(pickle.dumps(planted))
+        state.write_bytes(pickle.dumps(planted, protocol=2))
     else:
         torch.save(planted, state)
     with pytest.raises(UnsafeFileError, match=rf"{re.escape(str(state))}: refused .*resume state.*Delete it and rerun"):
