@@ -51,12 +51,16 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
 def _check_references(config: dict[str, Any]) -> None:
     from pipeline.corpus.adapters import check_corpus_config
     from pipeline.distill.methods import METHODS
+    from pipeline.teachers.registry import check_teachers
 
     try:
         check_corpus_config(config)
     except ValueError as err:
         raise ConfigError(f"config: {err}") from None
-    _check_teachers(config["teachers"])
+    try:
+        check_teachers(config["teachers"])
+    except ValueError as err:
+        raise ConfigError(f"config: {err}") from None
     teachers = set(config["teachers"])
     views = {"clean", "indomain", "ood"}
     for name, student in config["students"].items():
@@ -81,15 +85,6 @@ def _check_references(config: dict[str, Any]) -> None:
             if up not in upstreams:
                 raise ConfigError(f"config: {key} names '{up}', not a teacher or student "
                                   f"(known: {sorted(upstreams)})")
-
-
-def _check_teachers(teachers: dict[str, Any]) -> None:
-    """A parameter-free fbank teacher names no weights: a package, model or path there is a mistake."""
-    for name, spec in teachers.items():
-        weights = sorted({"package", "model", "path"} & set(spec))
-        if spec["kind"] == "fbank" and weights:
-            raise ConfigError(f"config: teachers.{name}: kind fbank computes log-mel features and has no weights; "
-                              f"remove {weights}")
 
 
 def _check_student(config: dict[str, Any], name: str, student: dict[str, Any], method: type) -> None:
