@@ -31,8 +31,7 @@ def save_atomic(obj: dict[str, Any], path: str | Path) -> None:
 
 
 def load_saved(path: str | Path, what: str, todo: str, map_location: Any = "cpu") -> Any:
-    """The content of a file `save_atomic` wrote, read without running code; UnsafeFileError (naming the file,
-    the `what` it should be and `todo`) for a file whose pickle asks for anything but plain data."""
+    """torch.load(weights_only=True); UnsafeFileError naming the file and `todo` if it holds more than plain data."""
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:

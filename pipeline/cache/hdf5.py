@@ -29,8 +29,7 @@ FRAME_SLACK = 2  # frame counts of one clip differ by up to two between upstream
 
 
 def export_features(index: str, out: str) -> None:
-    """Every utterance of a feature-cache index as dataset `<key>` (frames, layers, dim) of HDF5 file `out`, the
-    stores' fingerprint as file attributes; written store by store (memory flat in the cache size), atomically."""
+    """Write every utterance of a cache index to HDF5 file `out` (layout above), store by store, atomically."""
     paths = list(dict.fromkeys(pd.read_csv(index, sep="\t", usecols=["store"])["store"]))
     if not paths:
         raise CacheError(f"{index}: index lists no stores; rerun extraction")
@@ -104,8 +103,7 @@ class FeatureFiles:
                 for f in self.files if attr in f.attrs}
 
     def identity(self) -> str:
-        """SHA-256 over each file's name, size and modification time: which files these are, without reading
-        them whole (every extraction job would read all of them again)."""
+        """SHA-256 of each file's name, size and mtime (hashing the bytes would reread them in every job)."""
         digest = hashlib.sha256()
         for f in self.files:
             stat = Path(f.filename).stat()
@@ -118,8 +116,7 @@ class FeatureFiles:
         return [fp for i, fp in enumerate(found) if fp not in found[:i]]
 
     def read(self, key: str, num_samples: int, view: dict[str, Any], frame_rate: float) -> np.ndarray:
-        """Features of `key` (a clip of `num_samples` samples at 16 kHz in the view-audio store of fingerprint
-        `view`), checked: shape, float dtype, frame count at `frame_rate` Hz, finite values."""
+        """Checked features (shape, dtype, frame count, finite) of clip `key` of `num_samples` in view `view`."""
         f, name = self._find(key, view)
         where = f"{f.filename}: dataset '{name}' (utterance {key})"
         data = f[name]
@@ -140,8 +137,7 @@ class FeatureFiles:
         return array
 
     def _find(self, key: str, view: dict[str, Any]) -> tuple[h5py.File, str]:
-        """The one file and dataset name holding `key` of this view: `<key>`, or the bare utterance id for copy 0
-        in a file of the clean view without a `view` attribute."""
+        """The one (file, dataset) of `key` in this view: `<key>`, or a bare utt_id in a file without `view`."""
         utt, _, copy = key.rpartition("@")
         name = view.get("view", "clean")
         serving, other = [], []

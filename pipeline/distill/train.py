@@ -41,8 +41,7 @@ def lr_at(step: int, steps: int, peak: float, warmup: float) -> float:
 
 
 def _resume_state(path: Path, job: dict, device: torch.device) -> dict | None:
-    """The saved training state at `path` if it belongs to this job (same student spec, seed and inputs); one
-    holding more than plain data is refused (UnsafeFileError), never loaded."""
+    """The saved state at `path` if this job (spec, seed, inputs) wrote it; UnsafeFileError if it holds code."""
     if not path.exists():
         return None
     try:

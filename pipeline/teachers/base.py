@@ -46,8 +46,7 @@ class Upstream(torch.nn.Module):
 
     def states_for(self, wavs: Sequence[torch.Tensor], keys: Sequence[str],
                    view: dict[str, Any]) -> list[list[torch.Tensor]]:
-        """What extraction stores for clips `keys` of a view-audio store (fingerprint `view`): hidden states of
-        `wavs`, except for upstreams that look features up by key (kind precomputed)."""
+        """What extraction stores for clips `keys` of view `view`: hidden states of `wavs` unless looked up."""
         return self.hidden_states_batch(wavs)
 
     def forward(self, wav: torch.Tensor) -> list[torch.Tensor]:

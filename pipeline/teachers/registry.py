@@ -171,8 +171,7 @@ def check_teachers(teachers: dict[str, dict[str, Any]]) -> None:
 
 
 def spec_input_state(spec: dict[str, Any]) -> bool:
-    """Whether an upstream entry's state 0 is an input, known from the config without loading it: by kind, or
-    declared (`input_state`, kind precomputed)."""
+    """Whether an entry's state 0 is an input, from the config alone: declared (precomputed) or by kind."""
     return bool(spec.get("input_state", spec.get("kind") not in NO_INPUT_STATE))
 
 
