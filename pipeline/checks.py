@@ -1,4 +1,5 @@
-"""The whole config check the workflow runs at start-up: the schema, then the registries (adapters, methods).
+"""The whole config check the workflow runs at start-up: the schema, then the registries (adapters, teachers,
+methods).
 
 It sits above the stages so that pipeline.config, which every stage imports, imports none of them.
 """
@@ -11,6 +12,7 @@ from typing import Any
 from pipeline.config import ConfigError, load_config, validate_config
 from pipeline.corpus.adapters import check_corpus_config
 from pipeline.distill.checks import check_students
+from pipeline.teachers.registry import check_teachers
 
 
 def check_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -18,6 +20,7 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
     validate_config(config)
     try:
         check_corpus_config(config)
+        check_teachers(config["teachers"])
     except ValueError as err:
         raise ConfigError(f"config: {err}") from None
     check_students(config)

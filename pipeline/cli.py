@@ -24,6 +24,7 @@ VERBS: dict[str, str] = {
     "extract": "pipeline.cache.extract:extract_shard",
     "extract-upstream": "pipeline.upstream_features:extract_upstream",
     "index": "pipeline.cache.index:build_index",
+    "export-features": "pipeline.cache.hdf5:export_features",
     "train-student": "pipeline.distill.train:train_student",
     "codebook": "pipeline.distill.codebook:fit_codebook",
     "embed-text": "pipeline.teachers.text:embed_text",

@@ -124,6 +124,21 @@ def test_fbank_teacher_validates_and_names_no_weights():
             check_config(cfg)
 
 
+def test_precomputed_teacher_entries_are_checked_by_the_registry():
+    cfg = _cfg()
+    cfg["teachers"]["pre"] = {"kind": "precomputed", "path": "f.h5", "frame_rate": 50, "input_state": False}
+    cfg["students"]["distilhubert"]["teacher"] = "pre"
+    assert check_config(cfg)["teachers"]["pre"]["layers"] == "all"
+    for entry, error in (({"kind": "precomputed"}, r"teachers\.pre: kind precomputed needs 'path'"),
+                         ({"kind": "precomputed", "path": "f.h5", "model": "m"}, r"remove \['model'\]"),
+                         ({"kind": "whisper_ct2", "frame_rate": 50}, r"kind whisper_ct2 .*remove \['frame_rate'\]"),
+                         ({"kind": "precomputed", "path": "f.h5", "frame_rate": 0}, r"teachers\.pre\.frame_rate")):
+        cfg = _cfg()
+        cfg["teachers"]["pre"] = entry
+        with pytest.raises(ConfigError, match=error):
+            check_config(cfg)
+
+
 def test_defaults_are_filled():
     cfg = _cfg()
     del cfg["results"]

@@ -13,7 +13,7 @@ from tqdm import tqdm
 from pipeline.cache.store import Store, StoreWriter
 from pipeline.config import load_config
 from pipeline.teachers.base import Upstream
-from pipeline.teachers.registry import kind_input_state, load_upstream
+from pipeline.teachers.registry import load_upstream, spec_input_state
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = "1"
@@ -41,8 +41,8 @@ def expected_fingerprint(cfg: dict[str, Any], upstream: str, model: Upstream | N
     its weights checksum, depth and width. With the view `audio` fingerprint: also the view recipe (plan
     and banks checksums) the features were computed from.
     """
-    kind = cfg["teachers"][upstream]["kind"] if upstream in cfg["teachers"] else "student"
-    fp: dict[str, Any] = {"input_state": kind_input_state(kind)} if model is None else dict(model.fingerprint())
+    spec = cfg["teachers"].get(upstream, {"kind": "student"})
+    fp: dict[str, Any] = {"input_state": spec_input_state(spec)} if model is None else dict(model.fingerprint())
     fp |= {"upstream": upstream, "dtype": cfg["cache"]["dtype"], "code_version": CACHE_VERSION}
     if checkpoint or upstream not in cfg["students"]:  # a student's spec names a directory only the caller knows
         fp["spec"] = upstream_spec(cfg, upstream, checkpoint)
@@ -96,10 +96,10 @@ def extract_store(cfg: dict[str, Any], upstream: str, model: Upstream, audio: st
     with StoreWriter(out, fingerprint, cfg["cache"]["dtype"], cfg["cache"]["compression"]) as writer:
         for group in tqdm(groups, desc=f"extract {upstream}", unit="batch", mininterval=5):
             wavs = [torch.from_numpy(np.array(source[i], np.float32)) for i in group]
+            keys = [source.ids[i] for i in group]
             try:
-                outputs = model.hidden_states_batch(wavs)
+                outputs = model.states_for(wavs, keys, source.fingerprint)
             except ValueError as err:
-                keys = [source.ids[i] for i in group]
                 raise ValueError(f"{audio}: {upstream} failed on one of {keys}: {err}") from err
             for i, states in zip(group, outputs, strict=True):
                 writer.add(source.ids[i], torch.stack(states, dim=1).to(dtype).cpu().numpy())

@@ -77,7 +77,7 @@ class StoreWriter:
         elif array.shape[1:] != self._frames.shape[1:]:
             raise CacheError(f"{self.path}: {key} has trailing shape {array.shape[1:]}, "
                              f"store has {self._frames.shape[1:]}")
-        if not _all_finite(array):
+        if not all_finite(array):
             raise CacheError(f"{self.path}: {key} has non-finite values (overflow in {self.dtype}?)")
         self.ids.append(key)
         self.offsets.append(self.offsets[-1] + array.shape[0])
@@ -172,7 +172,7 @@ def stored(fingerprint: dict[str, Any], key: str) -> Any:
     return fingerprint.get(key, DEFAULTS.get(key))
 
 
-def _all_finite(array: np.ndarray) -> bool:
+def all_finite(array: np.ndarray) -> bool:
     """np.isfinite(array).all(), without numpy's slow float16 arithmetic: inf/nan have every exponent bit set."""
     if array.dtype == np.float16:
         return not ((array.view(np.uint16) & 0x7C00) == 0x7C00).any()

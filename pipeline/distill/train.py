@@ -24,6 +24,7 @@ from pipeline.distill.data import Batch, ClusterIds, DistillBatches, DomainLabel
 from pipeline.distill.inputs import teacher_list
 from pipeline.distill.methods import Method, MethodContext, Needs, build_method, get_method
 from pipeline.report.figures import plot_curve
+from pipeline.saved import UnsafeFileError, load_saved, save_atomic
 from pipeline.students.checkpoint import build_student, count_params, save_student
 from pipeline.teachers.registry import pick_device, relative_depth_layers
 
@@ -39,21 +40,15 @@ def lr_at(step: int, steps: int, peak: float, warmup: float) -> float:
     return peak * (step + 1) / warm if step < warm else peak * max(0.0, (steps - step) / max(1, steps - warm))
 
 
-def _atomic_save(obj: dict, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)  # a failed save (disk full) leaves the previous state and no partial file
-
-
 def _resume_state(path: Path, job: dict, device: torch.device) -> dict | None:
-    """The saved training state at `path` if it belongs to this job (same student spec, seed and inputs)."""
+    """The saved state at `path` if this job (spec, seed, inputs) wrote it; UnsafeFileError if it holds code."""
     if not path.exists():
         return None
     try:
-        state = torch.load(path, map_location=device, weights_only=False)
+        state = load_saved(path, "resume state", "Delete it and rerun: the student then trains from step 0.",
+                           map_location=device)
+    except UnsafeFileError:
+        raise
     except Exception as err:  # unreadable (another torch version, a damaged disk): not worth failing the job
         log.warning("%s: cannot read the resume state (%s); starting from step 0", path, err)
         return None
@@ -310,7 +305,7 @@ def train_student(config: str, student: str, manifest: str, audio: list[str], ta
         if row:
             curve.append(row)
         if (step + 1) % ckpt_every == 0 and step + 1 < steps:
-            _atomic_save({"model": model.state_dict(), "method": method.state_dict(), "opt": opt.state_dict(),
+            save_atomic({"model": model.state_dict(), "method": method.state_dict(), "opt": opt.state_dict(),
                           "data_rng": loader.rng_state, "torch_rng": torch.get_rng_state(),
                           "step": step + 1, "curve": curve, "job": job,
                           "elapsed": elapsed + time.perf_counter() - t0}, state_path)

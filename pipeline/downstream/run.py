@@ -31,6 +31,7 @@ from pipeline.downstream.heads import DownstreamModel
 from pipeline.downstream.metrics import ratio
 from pipeline.downstream.predictions import prediction_path, prediction_rows, write_predictions
 from pipeline.downstream.tasks import Codec, Task, codec_from_state, get_task
+from pipeline.saved import load_saved, save_atomic
 
 log = logging.getLogger(__name__)
 LAYER_NORM = True  # per-frame layer norm of each hidden state before the weighted sum (DESIGN.md)
@@ -181,7 +182,8 @@ def load_head(head: str, task: str, upstream: str) -> tuple[list[tuple[int, Down
     """Rebuild every seed's model and the codec from a head checkpoint, checking it fits task and upstream."""
     if not Path(head).exists():
         raise FileNotFoundError(f"{head}: no head checkpoint; run `python -m pipeline train-head` first")
-    ckpt = torch.load(head, map_location="cpu", weights_only=False)
+    ckpt = load_saved(head, "head checkpoint", "Delete it and rerun `python -m pipeline train-head` (or the "
+                      "workflow) to train the head again.")
     for key, want in (("task", task), ("upstream", upstream)):
         if ckpt.get(key) != want:
             raise ValueError(f"{head} was trained for {key} '{ckpt.get(key)}', not '{want}'; "
@@ -331,10 +333,7 @@ def _threads(threads: int) -> None:
 
 
 def _save_head(ckpt: dict[str, Any], out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    torch.save(ckpt, tmp)
-    os.replace(tmp, out)
+    save_atomic(ckpt, out)
     _write_curves(ckpt, out)
 
 

@@ -44,6 +44,11 @@ class Upstream(torch.nn.Module):
         """Number of frames T that hidden_states returns for a waveform of num_samples samples."""
         raise NotImplementedError
 
+    def states_for(self, wavs: Sequence[torch.Tensor], keys: Sequence[str],
+                   view: dict[str, Any]) -> list[list[torch.Tensor]]:
+        """What extraction stores for clips `keys` of view `view`: hidden states of `wavs` unless looked up."""
+        return self.hidden_states_batch(wavs)
+
     def forward(self, wav: torch.Tensor) -> list[torch.Tensor]:
         """Alias of hidden_states, so an Upstream can be called like any module."""
         return self.hidden_states(wav)

@@ -79,6 +79,11 @@ class LayerSelect(Upstream):
         """Same frame count as the wrapped upstream."""
         return self.inner.num_frames(num_samples)
 
+    def states_for(self, wavs: Sequence[torch.Tensor], keys: Sequence[str],
+                   view: dict[str, Any]) -> list[list[torch.Tensor]]:
+        """The selected states of what the wrapped upstream stores for these clips."""
+        return [[s[i] for i in self.layers] for s in self.inner.states_for(wavs, keys, view)]
+
     def fingerprint(self) -> dict[str, Any]:
         """The wrapped fingerprint (its input_state: what `layers` index into) with the selected indices."""
         fp = self.inner.fingerprint()
@@ -120,6 +125,13 @@ def _fbank(name: str, spec: dict[str, Any]) -> Upstream:
     return FbankUpstream(name=name)
 
 
+def _precomputed(name: str, spec: dict[str, Any]) -> Upstream:
+    from .precomputed import PrecomputedUpstream
+
+    return PrecomputedUpstream(spec["path"], name=name, frame_rate=spec.get("frame_rate", 50),
+                               input_state=spec_input_state(spec))
+
+
 def _text(name: str, spec: dict[str, Any]) -> Upstream:
     raise ValueError(f"teacher '{name}' is a text teacher (kind 'text'): it embeds transcripts "
                      "(python -m pipeline embed-text), not audio, so it has no hidden states to extract")
@@ -131,16 +143,36 @@ LOADERS: dict[str, Callable[[str, dict[str, Any]], Upstream]] = {
     "student": _student,
     "resemblyzer": _resemblyzer,
     "fbank": _fbank,
+    "precomputed": _precomputed,
     "text": _text,
 }
-
-
+# keys a teacher entry of each kind may hold besides kind and layers; what it must hold; why a key is refused
+OPTIONS: dict[str, frozenset[str]] = {
+    "whisper_ct2": frozenset({"package", "path"}), "hf": frozenset({"model"}), "resemblyzer": frozenset({"path"}),
+    "fbank": frozenset(), "text": frozenset({"package", "path"}),
+    "precomputed": frozenset({"path", "frame_rate", "input_state"})}
+REQUIRED = {"hf": ("model", "a hub id or local directory"),
+            "precomputed": ("path", "an HDF5 feature file or a folder of them")}
+REFUSED = {"fbank": "computes log-mel features and has no weights"}
 NO_INPUT_STATE = frozenset({"resemblyzer"})  # kinds whose class sets input_state = False (tests check they agree)
 
 
-def kind_input_state(kind: str) -> bool:
-    """Whether upstreams of `kind` have an input state at index 0, known from the config without loading one."""
-    return kind not in NO_INPUT_STATE
+def check_teachers(teachers: dict[str, dict[str, Any]]) -> None:
+    """Each entry holds only its kind's keys, and those its kind needs; ValueError naming the entry."""
+    for name, spec in teachers.items():
+        kind = spec["kind"]
+        extra = sorted(set(spec) - {"kind", "layers"} - OPTIONS[kind])
+        if extra:
+            why = REFUSED.get(kind, f"takes {sorted(OPTIONS[kind])} besides kind and layers")
+            raise ValueError(f"teachers.{name}: kind {kind} {why}; remove {extra}")
+        if kind in REQUIRED and REQUIRED[kind][0] not in spec:
+            key, what = REQUIRED[kind]
+            raise ValueError(f"teachers.{name}: kind {kind} needs '{key}' ({what})")
+
+
+def spec_input_state(spec: dict[str, Any]) -> bool:
+    """Whether an entry's state 0 is an input, from the config alone: declared (precomputed) or by kind."""
+    return bool(spec.get("input_state", spec.get("kind") not in NO_INPUT_STATE))
 
 
 def load_upstream(name: str, spec: dict[str, Any], device: str = "cpu") -> Upstream:

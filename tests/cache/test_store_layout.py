@@ -110,7 +110,7 @@ def test_finite_check_matches_numpy(dtype):
     specials = np.array([np.inf, -np.inf, np.nan, 65504, -65504, 6e-8, 0.0, -0.0], dtype)
     for a in (base, specials, np.abs(base), np.zeros(7, dtype)):
         for x in (a, a[np.isfinite(a)]):
-            assert store_mod._all_finite(np.ascontiguousarray(x)) == bool(np.isfinite(x).all())
+            assert store_mod.all_finite(np.ascontiguousarray(x)) == bool(np.isfinite(x).all())
 
 
 def test_non_finite_utterance_is_refused(tmp_path):

@@ -287,7 +287,7 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path, monkeypatch, caplo
         train_student(config, "st", out_dir=str(tmp_path / "resumed"), resume_dir=str(tmp_path / "r"), **run)
     assert not (tmp_path / "resumed" / "model.safetensors").exists()
     assert (tmp_path / "r" / "st.pt").exists()
-    state = torch.load(tmp_path / "r" / "st.pt", weights_only=False)
+    state = torch.load(tmp_path / "r" / "st.pt", weights_only=True)
     assert state["step"] == 50
 
     def counting_next(self, batch_size):

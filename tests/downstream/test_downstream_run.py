@@ -4,6 +4,7 @@ is deterministic, and score handles distorted copies, real-speech manifests and 
 import itertools
 import json
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from pipeline.cache.index import FeatureCache
 from pipeline.cache.store import CacheMismatchError
 from pipeline.corpus.manifest import write_manifest
 from pipeline.downstream.run import score, train_head
+from pipeline.saved import UnsafeFileError
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYWORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven"]
@@ -74,7 +76,7 @@ def ks_head(tmp_path_factory, config, planted) -> str:
 
 def test_ks_learns_planted_signal(tmp_path, config, planted, ks_head):
     manifest, features, _ = planted
-    ckpt = torch.load(ks_head, weights_only=False)
+    ckpt = torch.load(ks_head, weights_only=True)
     assert ckpt["runs"][0]["dev_value"] > 0.9 and ckpt["codec"]["vocab"] == sorted(KEYWORDS)
     assert int(np.argmax(ckpt["runs"][0]["layer_weights"])) == SIGNAL_LAYER
     curve = pd.read_csv(ks_head.replace(".pt", ".curve.tsv"), sep="\t")
@@ -109,7 +111,7 @@ def test_noise_stays_near_chance(tmp_path, config):
 def test_same_seed_same_head(tmp_path, config, planted, ks_head):
     manifest, features, _ = planted
     train_head(config, "ks", "fake", features, manifest, str(tmp_path / "again.pt"), seeds=[0])
-    a, b = torch.load(ks_head, weights_only=False), torch.load(tmp_path / "again.pt", weights_only=False)
+    a, b = torch.load(ks_head, weights_only=True), torch.load(tmp_path / "again.pt", weights_only=True)
     assert a["runs"][0]["curve"] == b["runs"][0]["curve"]
     for name, tensor in a["runs"][0]["model"].items():
         torch.testing.assert_close(tensor, b["runs"][0]["model"][name], rtol=0, atol=0)
@@ -134,7 +136,7 @@ def test_checkpoint_and_layer_weights_follow_dev_only(tmp_path, config, planted,
     planted_test = write_features(tmp_path / "feats", arrays)
     head = str(tmp_path / "ks.pt")
     train_head(config, "ks", "fake", planted_test, str(tmp_path / "permuted.tsv"), head, seeds=[0])
-    a, b = torch.load(ks_head, weights_only=False)["runs"][0], torch.load(head, weights_only=False)["runs"][0]
+    a, b = torch.load(ks_head, weights_only=True)["runs"][0], torch.load(head, weights_only=True)["runs"][0]
     assert (b["best_step"], b["dev_value"], b["layer_weights"], b["curve"]) == (
         a["best_step"], a["dev_value"], a["layer_weights"], a["curve"])
     dev = [row["dev_acc"] for row in a["curve"]]
@@ -215,3 +217,26 @@ def test_errors_name_the_problem(tmp_path, config, planted, ks_head):
     (tmp_path / "other.yaml").write_text(yaml.safe_dump(cfg))
     with pytest.raises(CacheMismatchError, match="store has 'fake', expected 'other'"):
         train_head(str(tmp_path / "other.yaml"), "ks", "other", features, manifest, str(tmp_path / "x.pt"))
+
+
+class _Planted:
+    """What an attacker could leave in a shared results tree: unpickling it creates `marker`."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+def test_a_planted_head_is_refused_not_run(tmp_path, config, planted, ks_head):
+    """A head file whose pickle would run code is refused with an error naming it and what to do; the code never
+    runs (no marker file) and no score is written."""
+    manifest, features, _ = planted
+    ckpt = torch.load(ks_head, weights_only=True)
+    head, marker = tmp_path / "ks.pt", tmp_path / "marker"
+    torch.save({**ckpt, "codec": _Planted(marker)}, head)
+    with pytest.raises(UnsafeFileError, match=rf"{re.escape(str(head))}: refused .*head checkpoint.*Delete it and "
+                                              "rerun `python -m pipeline train-head`"):
+        score(config, "ks", "fake", "clean", str(head), features, manifest, str(tmp_path / "s.json"))
+    assert not marker.exists() and not (tmp_path / "s.json").exists()

@@ -49,13 +49,13 @@ def write_config(path: Path, cfg: dict) -> str:
     return str(path)
 
 
-def view_store(path: Path, n: int, seed: int = 0, lo: int = 8000, hi: int = 24000) -> Path:
-    """A view-audio store of `n` random clips ("u000@0", ...) of lo..hi samples."""
+def view_store(path: Path, n: int, seed: int = 0, lo: int = 8000, hi: int = 24000, prefix: str = "u") -> Path:
+    """A view-audio store of `n` random clips ("<prefix>000@0", ...) of lo..hi samples."""
     rng = np.random.default_rng(seed)
     with StoreWriter(path, {"kind": "view_audio", "view": "clean", "plan_sha256": f"test-{seed}"},
                      dtype="float32") as w:
         for i in range(n):
-            w.add(f"u{i:03d}@0", (0.1 * rng.standard_normal(int(rng.integers(lo, hi)))).astype(np.float32))
+            w.add(f"{prefix}{i:03d}@0", (0.1 * rng.standard_normal(int(rng.integers(lo, hi)))).astype(np.float32))
     return path
 
 

@@ -98,7 +98,7 @@ def test_two_runs_give_identical_outputs(tmp_path):
     for f in differ:
         pa, pb = tmp_path / "a" / "results" / f, tmp_path / "b" / "results" / f
         load = (lambda p: json.loads(p.read_text())) if f.endswith(".json") else (
-            lambda p: torch.load(p, weights_only=False))
+            lambda p: torch.load(p, weights_only=True))
         _same(_without_measured(load(pa)), _without_measured(load(pb)), f)
     for cond in ("clean", "indomain", "ood"):
         sa, sb = (json.loads((tmp_path / r / "results/scores/t/ks" / f"{cond}.json").read_text()) for r in "ab")

@@ -18,6 +18,7 @@ from faults.helpers import distill_data, env, pipeline_cmd, run, write_config
 from pipeline.distill import train as train_mod
 from pipeline.distill.data import DistillBatches
 from pipeline.distill.train import train_student
+from pipeline.saved import UnsafeFileError
 
 STEPS = 400  # checkpoints every max(50, STEPS // 10) = 50 steps
 
@@ -56,7 +57,7 @@ def test_killed_training_resumes_to_identical_weights(tmp_path):
     assert proc.wait(timeout=60) == -signal.SIGKILL
 
     assert not (out / "model.safetensors").exists()  # no final checkpoint from a killed job
-    step = torch.load(state_file, weights_only=False)["step"]
+    step = torch.load(state_file, weights_only=True)["step"]
     assert step % 50 == 0 and 50 <= step < STEPS
 
     rerun = run(cmd)
@@ -90,7 +91,7 @@ def _die_after(monkeypatch, calls: int) -> None:
 
 @pytest.mark.parametrize("damage", ["config changed", "unreadable state"])
 def test_a_foreign_or_damaged_resume_state_is_not_used(tmp_path, monkeypatch, caplog, damage):
-    """A resume state left by another job (the student's config changed since) or one that cannot be read is
+    """A resume state left by another job (the student's config changed since) or a damaged one (cut short) is
     set aside with a warning: training starts from step 0 and ends like an uninterrupted run of this config."""
     data = distill_data(tmp_path / "data", n_utts=4)
     inputs = dict(manifest=data["manifest"], audio=[data["audio"]], targets=[data["targets"]], threads=1)
@@ -100,12 +101,13 @@ def test_a_foreign_or_damaged_resume_state_is_not_used(tmp_path, monkeypatch, ca
     with pytest.raises(_Killed):
         train_student(config, "st", out_dir=str(tmp_path / "killed"), resume_dir=str(resume), **inputs)
     monkeypatch.undo()
-    assert torch.load(resume / "st.pt", weights_only=False)["step"] == 50
+    assert torch.load(resume / "st.pt", weights_only=True)["step"] == 50
     if damage == "config changed":
         config = _config(tmp_path / "config.yaml", 70)
         expect = "saved by another training job"
     else:
-        (resume / "st.pt").write_bytes(b"not a torch file")
+        whole = (resume / "st.pt").read_bytes()
+        (resume / "st.pt").write_bytes(whole[:len(whole) // 2])
         expect = "cannot read the resume state"
     train_student(config, "st", out_dir=str(tmp_path / "fresh"), resume_dir=str(tmp_path / "r2"), **inputs)
     with caplog.at_level("WARNING", logger=train_mod.__name__):
@@ -114,3 +116,35 @@ def test_a_foreign_or_damaged_resume_state_is_not_used(tmp_path, monkeypatch, ca
     fresh, after = (load_file(tmp_path / d / "model.safetensors") for d in ("fresh", "after"))
     assert all(torch.equal(fresh[k], after[k]) for k in fresh)
     assert not (resume / "st.pt").exists()
+
+
+class _Planted:
+    """What an attacker could leave in a shared results tree: unpickling it creates `marker`."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+@pytest.mark.parametrize("how", ["torch.save", "pickle"])
+def test_a_planted_resume_state_is_refused_not_run(tmp_path, how):
+    """A resume state whose pickle would run code is refused with an error naming it and what to do; the code never
+    runs (no marker file), and the file is left for the user to inspect."""
+    import pickle
+
+    data = distill_data(tmp_path / "data", n_utts=4)
+    config = _config(tmp_path / "config.yaml", 60)
+    state, marker = tmp_path / "resume" / "st.pt", tmp_path / "marker"
+    state.parent.mkdir()
+    planted = {"step": 50, "job": {}, "model": _Planted(marker)}
+    if how == "pickle":
+        state.write_bytes(pickle.dumps(planted, protocol=2))
+    else:
+        torch.save(planted, state)
+    with pytest.raises(UnsafeFileError, match=rf"{re.escape(str(state))}: refused .*resume state.*Delete it and rerun"):
+        train_student(config, "st", data["manifest"], [data["audio"]], [data["targets"]], str(tmp_path / "out"),
+                      resume_dir=str(state.parent), threads=1)
+    assert not marker.exists() and state.exists()
+    assert not (tmp_path / "out" / "model.safetensors").exists()

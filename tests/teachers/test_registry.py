@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from pipeline.teachers import Upstream, align_lengths, load_upstream, pick_device, relative_depth_layers
-from pipeline.teachers.registry import LOADERS, LayerSelect, kind_input_state, resolve_layers
+from pipeline.teachers.registry import LOADERS, LayerSelect, check_teachers, resolve_layers, spec_input_state
 
 
 class _Ramp(Upstream):
@@ -102,20 +102,39 @@ def test_fingerprint_declares_input_state(fake_students):
     assert picked.fingerprint()["input_state"] is False and picked.fingerprint()["layers"] == [0, 2]
 
 
-def test_kind_input_state_agrees_with_the_classes():
-    """The config-only answer (cache expectations without loading a model) is what each kind's class declares."""
+def test_spec_input_state_agrees_with_the_classes():
+    """The config-only answer (cache expectations without loading a model) is what each kind's class declares;
+    a precomputed teacher's entry declares its own."""
     from pipeline.students.checkpoint import StudentUpstream
     from pipeline.teachers.fbank import FbankUpstream
     from pipeline.teachers.hf import HFWaveformUpstream
+    from pipeline.teachers.precomputed import PrecomputedUpstream
     from pipeline.teachers.resemblyzer import ResemblyzerUpstream
     from pipeline.teachers.whisper import WhisperUpstream
 
     classes = {"hf": [HFWaveformUpstream, WhisperUpstream], "whisper_ct2": [WhisperUpstream],
-               "resemblyzer": [ResemblyzerUpstream], "student": [StudentUpstream], "fbank": [FbankUpstream]}
+               "resemblyzer": [ResemblyzerUpstream], "student": [StudentUpstream], "fbank": [FbankUpstream],
+               "precomputed": [PrecomputedUpstream]}
     assert set(classes) == set(LOADERS) - {"text"}
     for kind, impls in classes.items():
-        assert all(kind_input_state(kind) is cls.input_state for cls in impls), kind
-    assert kind_input_state("resemblyzer") is False
+        assert all(spec_input_state({"kind": kind}) is cls.input_state for cls in impls), kind
+    assert spec_input_state({"kind": "resemblyzer"}) is False
+    assert spec_input_state({"kind": "precomputed", "path": "f.h5", "input_state": False}) is False
+
+
+@pytest.mark.parametrize("spec, error", [
+    ({"kind": "fbank", "path": "x"}, r"teachers\.t: kind fbank computes log-mel features and has no weights; "
+                                     r"remove \['path'\]"),
+    ({"kind": "hf", "model": "m", "frame_rate": 50}, r"kind hf takes \['model'\] besides kind and layers; "
+                                                     r"remove \['frame_rate'\]"),
+    ({"kind": "precomputed"}, r"teachers\.t: kind precomputed needs 'path' \(an HDF5 feature file"),
+    ({"kind": "hf"}, r"kind hf needs 'model'"),
+])
+def test_registry_checks_its_entries(spec, error):
+    with pytest.raises(ValueError, match=error):
+        check_teachers({"t": spec})
+    check_teachers({"ok": {"kind": "precomputed", "path": "f.h5", "frame_rate": 50, "input_state": False,
+                           "layers": [0, -1]}})
 
 
 def test_fingerprint_changes_with_weights(fake_students):
@@ -127,7 +146,7 @@ def test_fingerprint_changes_with_weights(fake_students):
 
 
 def test_unknown_kind_lists_known():
-    known = r"known kinds: \['fbank', 'hf', 'resemblyzer', 'student', 'text', 'whisper_ct2'\]"
+    known = r"known kinds: \['fbank', 'hf', 'precomputed', 'resemblyzer', 'student', 'text', 'whisper_ct2'\]"
     with pytest.raises(ValueError, match=known):
         load_upstream("x", {"kind": "fairseq"})
 

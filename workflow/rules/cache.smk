@@ -7,6 +7,7 @@ rule extract_teacher:
     input:
         audio=L.view_store("{corpus}", "{view}", "{shard}"),
         manifest=teacher_test_manifest,  # a view only scored for this teacher: its test split alone
+        features=precomputed_features,  # kind precomputed: the HDF5 features it copies
     output:
         directory(L.feature_store("{teacher}", "{corpus}", "{view}", "{shard}")),
     log:

@@ -40,6 +40,12 @@ def teacher_test_manifest(wildcards):
     return []
 
 
+def precomputed_features(wildcards):
+    """The HDF5 file (or folder) a teacher of kind precomputed copies its features from; else nothing."""
+    spec = config["teachers"][wildcards.teacher]
+    return spec["path"] if spec["kind"] == "precomputed" else []
+
+
 def report_output(name):
     """A report file, flagged for `snakemake --report` (tables as HTML pages, figures as PNGs; captions in
     workflow/report/, paths relative to workflow/rules/report.smk)."""

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from tqdm import tqdm
 
-from pipeline.audio.io import SAMPLE_RATE, inspect_audio
+from pipeline.audio.io import SAMPLE_RATE, AudioInfo, inspect_audio
 from pipeline.corpus.manifest import LABELS, REQUIRED, read_manifest, write_manifest
 from pipeline.corpus.screen import AudioScreen
 
@@ -47,17 +47,20 @@ def require_file(path: str | Path, what: str) -> Path:
     return path
 
 
-def probe_audio(rows: list[dict[str, Any]], corpus: str, manifest_out: str | Path,
-                on_bad_audio: str = "error") -> list[dict[str, Any]]:
+def probe_audio(rows: list[dict[str, Any]], corpus: str, manifest_out: str | Path, on_bad_audio: str = "error",
+                check: Callable[[dict[str, Any], AudioInfo], None] | None = None) -> list[dict[str, Any]]:
     """Screen each row's file (`inspect_audio`) and fill num_samples, sample_rate (16000) and source_rate.
 
     on_bad_audio 'error' raises on the first unreadable, truncated or too-short file; 'skip' drops it
-    and lists it in the manifest's rejects file (never silently). The rejects file is always written."""
+    and lists it in the manifest's rejects file (never silently). The rejects file is always written.
+    `check(row, info)` sees each admitted row before it is filled, and raises to stop."""
     screen = AudioScreen(on_bad_audio, manifest_out)
     kept = []
     for row in tqdm(rows, desc=f"{corpus}: check audio", unit="file", mininterval=5):
         info = screen.admit(row["utt_id"], row["path"], lambda r=row: inspect_audio(r["path"]))
         if info is not None:
+            if check is not None:
+                check(row, info)
             row.update(num_samples=info.num_samples, sample_rate=SAMPLE_RATE, source_rate=info.sample_rate)
             kept.append(row)
     screen.write()

@@ -5,6 +5,10 @@ or give `split` for all rows), optional `utt_id` (default: the relative path wit
 '/' -> '-'), `speaker`, and any of the label columns text, phones, keyword, intent, style. Other
 columns are an error unless `keep_extra` (then they are carried into the manifest). Durations and
 rates come from each file's header; audio of any rate or channel count is read as 16 kHz mono.
+The pipeline's own columns `num_samples`, `sample_rate` and `source_rate` (a manifest written by this or
+another tool) are checked against each file's header, and a line where they disagree stops the import:
+`source_rate` is the file's rate; `sample_rate` is 16000 (as the pipeline lists it) or the file's rate;
+`num_samples` counts samples at `sample_rate` (16000 when the column is absent). Empty cells are not checked.
 """
 
 from __future__ import annotations
@@ -14,12 +18,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline.audio.io import SAMPLE_RATE, AudioInfo
 from pipeline.corpus.manifest import LABELS, SPLITS
 
 from .common import CorpusError, probe_audio, require_dir, require_file, write_rows
 
 log = logging.getLogger(__name__)
-KNOWN = ["utt_id", "path", "split", "speaker", *LABELS]
+LISTED = ["num_samples", "sample_rate", "source_rate"]  # checked against the header, then written from it
+KNOWN = ["utt_id", "path", "split", "speaker", *LABELS, *LISTED]
 
 
 def prepare_tsv(corpus_dir: str, manifest_out: str, tsv: str = "manifest.tsv", split: str | None = None,
@@ -56,5 +62,40 @@ def prepare_tsv(corpus_dir: str, manifest_out: str, tsv: str = "manifest.tsv", s
     df["path"] = [str(p) for p in paths]
     if "speaker" not in df.columns:
         df["speaker"] = ""
-    rows = probe_audio(df.to_dict("records"), f"tsv {table.name}", manifest_out, on_bad_audio)
+    listed = _listed(df, table)
+
+    def check(row: dict, info: AudioInfo) -> None:
+        line, values = listed[row["utt_id"]]
+        problem = disagreement(values, info)
+        if problem:
+            raise CorpusError(f"{table}: line {line}: {row['path']}: {problem}; correct the value or leave the "
+                              "column out (the header's values are used)")
+
+    rows = probe_audio(df.to_dict("records"), f"tsv {table.name}", manifest_out, on_bad_audio, check)
     return write_rows(rows, manifest_out, f"tsv {table.name}", extra=extra)
+
+
+def _listed(df: pd.DataFrame, table: Path) -> dict[str, tuple[int, dict[str, int]]]:
+    """utt_id -> (TSV line, the non-empty LISTED values of that line as ints); CorpusError naming a bad cell."""
+    out = {}
+    for i, row in enumerate(df.to_dict("records")):
+        values = {c: row[c].strip() for c in LISTED if c in row and row[c].strip()}
+        bad = [c for c, v in values.items() if not v.isdigit() or int(v) == 0]
+        if bad:
+            raise CorpusError(f"{table}: line {i + 2}: {bad[0]} {values[bad[0]]!r} is not a positive whole number")
+        out[row["utt_id"]] = (i + 2, {c: int(v) for c, v in values.items()})
+    return out
+
+
+def disagreement(listed: dict[str, int], info: AudioInfo) -> str | None:
+    """How listed num_samples / sample_rate / source_rate disagree with a file's header, or None if they agree."""
+    if listed.get("source_rate", info.sample_rate) != info.sample_rate:
+        return f"source_rate {listed['source_rate']}, but the file is at {info.sample_rate} Hz"
+    rate = listed.get("sample_rate", SAMPLE_RATE)
+    if rate not in (SAMPLE_RATE, info.sample_rate):
+        return (f"sample_rate {rate}, but the file is at {info.sample_rate} Hz (list its own rate, or 16000 with "
+                "num_samples counted after resampling to 16 kHz)")
+    want = info.frames if rate == info.sample_rate else info.num_samples
+    if listed.get("num_samples", want) != want:
+        return f"num_samples {listed['num_samples']}, but the file holds {want} samples at {rate} Hz"
+    return None

@@ -331,6 +331,42 @@ def test_tsv_validation(tmp_path):
         run()
 
 
+def test_tsv_accepts_the_pipelines_own_manifest_columns_that_agree(tmp_path):
+    """A manifest written by the pipeline (num_samples at 16 kHz, sample_rate 16000, source_rate) imports as itself;
+    one written by another tool with each file's own rate and frame count is accepted too."""
+    write_audio(tmp_path / "a.wav", 0.5, sr=44100, channels=2)
+    write_audio(tmp_path / "b.flac", 0.7, sr=8000, fmt="FLAC")
+    write_audio(tmp_path / "c.wav", 0.4)
+    (tmp_path / "list.tsv").write_text("path\tsplit\tkeyword\na.wav\ttrain\tyes\nb.flac\tdev\t\nc.wav\ttest\tno\n")
+    first = run_adapter("tsv", str(tmp_path), str(tmp_path / "m.tsv"), {"tsv": "list.tsv"})
+    again = run_adapter("tsv", str(tmp_path), str(tmp_path / "again.tsv"), {"tsv": "m.tsv"})
+    pd.testing.assert_frame_equal(again, first)
+    (tmp_path / "other.tsv").write_text("path\tsplit\tnum_samples\tsample_rate\n"
+                                        "a.wav\ttrain\t22050\t44100\nb.flac\tdev\t5600\t8000\nc.wav\ttest\t\t\n")
+    other = run_adapter("tsv", str(tmp_path), str(tmp_path / "o.tsv"), {"tsv": "other.tsv"})
+    assert other[["num_samples", "sample_rate", "source_rate"]].values.tolist() == \
+        first[["num_samples", "sample_rate", "source_rate"]].values.tolist()
+
+
+@pytest.mark.parametrize("columns, values, problem", [
+    ("source_rate", "16000", "source_rate 16000, but the file is at 8000 Hz"),
+    ("sample_rate", "22050", "sample_rate 22050, but the file is at 8000 Hz"),
+    ("num_samples", "4000", "num_samples 4000, but the file holds 8000 samples at 16000 Hz"),
+    ("num_samples\tsample_rate", "8000\t8000", "num_samples 8000, but the file holds 4000 samples at 8000 Hz"),
+    ("sample_rate", "16 kHz", "sample_rate '16 kHz' is not a positive whole number"),
+])
+def test_tsv_stops_at_the_line_whose_listed_columns_disagree_with_the_header(tmp_path, columns, values, problem):
+    write_audio(tmp_path / "ok.wav", 0.5)
+    write_audio(tmp_path / "low.wav", 0.5, sr=8000)
+    blank = "\t".join("" for _ in columns.split("\t"))
+    (tmp_path / "manifest.tsv").write_text(f"path\tsplit\t{columns}\nok.wav\ttrain\t{blank}\n"
+                                           f"low.wav\ttrain\t{values}\n")
+    out = tmp_path / "out.tsv"
+    with pytest.raises(CorpusError, match=rf"manifest.tsv: line 3: .*{re.escape(problem)}"):
+        run_adapter("tsv", str(tmp_path), str(out))
+    assert not out.exists()
+
+
 def test_bad_audio_is_an_error_or_skipped_loudly(tmp_path):
     write_audio(tmp_path / "good.wav", 0.5)
     (tmp_path / "broken.wav").write_bytes(b"RIFF....WAVEfmt garbage")
