@@ -35,14 +35,15 @@ def _datasets(config: dict[str, Any], corpus: str) -> list[str]:
     return [HUB_DATASETS.get(adapter, corpus)]
 
 
-def scores_table(name: str, paths: Sequence[str]) -> str:
-    """The student's scores (primary metric of each task, mean ± std over head seeds) as tasks x conditions."""
+def scores_table(name: str, paths: Sequence[str]) -> tuple[str, list[str]]:
+    """The student's scores (primary metric of each task, mean ± std over head seeds) as tasks x conditions, and
+    the conditions."""
     summary = summarise(long_form(load_scores(paths)))
     scores = Scores(summary[summary["upstream"] == name])
     conditions = [c for c in CONDITION_ORDER if c in set(summary["condition"])]
     rows = [[f"{TASK_NAMES.get(t, t)} {_metric_header(scores.metric[t])}",
              *(scores.cell(name, t, c).text() for c in conditions)] for t in scores.tasks]
-    return markdown_table(["task", *conditions], rows)
+    return markdown_table(["task", *conditions], rows), conditions
 
 
 def front_matter(name: str, config: dict[str, Any], student: dict[str, Any], transformers_class: str | None) -> str:
@@ -87,9 +88,10 @@ def model_card(name: str, config: dict[str, Any], student: dict[str, Any], score
              f"- held-out target cosine after training: {_fmt(student.get('dev_target_cosine'))}", "",
              "## Scores", ""]
     if scores:
+        table, conditions = scores_table(name, scores)
         lines += ["Downstream heads on the frozen student (SUPERB-style weighted sum of its hidden states), in %: "
-                  "accuracy ↑, error rates ↓; mean ± std over head seeds.", "", scores_table(name, scores).rstrip(),
-                  "", *(f"- {c}: {d}" for c, d in CONDITIONS.items()), ""]
+                  "accuracy ↑, error rates ↓; mean ± std over head seeds; '-' = not scored.", "", table.rstrip(), "",
+                  *(f"- {c}: {CONDITIONS.get(c, c)}" for c in conditions), ""]
     else:
         lines += ["Not yet scored: no downstream scores were given for this export"
                   + ("" if name in _evaluated(config) else " (the run's config does not evaluate it)") + ".", ""]
@@ -122,8 +124,8 @@ def _init_line(spec: dict[str, Any], student: dict[str, Any]) -> str:
 
 
 def _files(transformers_class: str | None) -> list[str]:
-    onnx = ("- `model.onnx` (beside this folder for transformer students): input `waveform` (1, samples) float32, "
-            "outputs `hidden_state_0` ... `hidden_state_N` (1, frames, dim), one clip at a time")
+    onnx = (f"- `{'../' if transformers_class else ''}model.onnx`: input `waveform` (1, samples) float32, outputs "
+            "`hidden_state_0` ... `hidden_state_N` (1, frames, dim), one clip at a time")
     if transformers_class == "HubertModel":
         return ["- `config.json`, `model.safetensors`, `preprocessor_config.json`: a transformers `HubertModel` and "
                 "its `Wav2Vec2FeatureExtractor` (raw waveform, no normalisation); `output_hidden_states=True` gives "
