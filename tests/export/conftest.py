@@ -1,5 +1,5 @@
 """Tiny trained-looking students of every layout (waveform and log-mel transformers, a log-mel LSTM), saved as
-checkpoints of a tiny config, and their exports (module-scoped: exporting is the slow part)."""
+checkpoints of a tiny config, and their exports (session-scoped: exporting is the slow part)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def wav(n: int, seed: int = 0) -> torch.Tensor:
     return torch.randn(n, generator=torch.Generator().manual_seed(seed)) * 0.1
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def exported(tmp_path_factory) -> tuple[str, Layout]:
     """(config path, layout): every tiny student saved as a checkpoint (weights perturbed off their initial values,
     so a swapped weight and bias would show) and exported with its runtime measured."""
