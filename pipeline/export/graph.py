@@ -39,11 +39,12 @@ class DFTLogMel(nn.Module):
         return (torch.maximum(mel, mel.amax(dim=(1, 2), keepdim=True) - 8.0) + 4.0) / 4.0
 
 
-def sinusoid_table(frames: int, channels: int, like: torch.Tensor) -> torch.Tensor:
-    """pipeline.students.logmel.sinusoids for a traced number of frames."""
-    inc = math.log(10000) / (channels // 2 - 1)
-    steps = torch.arange(frames, device=like.device).to(like.dtype)[:, None]
-    scaled = steps * torch.exp(-inc * torch.arange(channels // 2, device=like.device).to(like.dtype))
+def sinusoid_table(frames: int, timescales: torch.Tensor) -> torch.Tensor:
+    """pipeline.students.logmel.sinusoids for a traced number of frames; `timescales` (channels // 2,) are its
+    exp(-inc * i), a constant, so that runtimes only multiply (exactly) and take sin / cos: an Exp of another
+    runtime differing in the last bit moved positions near 1,500 by 1e-4."""
+    steps = torch.arange(frames, device=timescales.device).to(timescales.dtype)[:, None]
+    scaled = steps * timescales[None, :]
     return torch.cat([scaled.sin(), scaled.cos()], dim=1)
 
 
@@ -79,6 +80,9 @@ class ClipGraph(nn.Module):
         self.logmel = student.arch.frontend == "logmel"
         if self.logmel:
             self.mel = DFTLogMel(student.frontend)
+            half = student.frontend.conv1.out_channels // 2
+            inc = math.log(10000) / (half - 1)
+            self.register_buffer("timescales", torch.exp(-inc * torch.arange(half)), persistent=False)
 
     def frontend(self, wav: torch.Tensor) -> torch.Tensor:
         """(1, samples) -> (1, frames, channels): the conv front end (plus positions where the student has them)."""
@@ -87,7 +91,7 @@ class ClipGraph(nn.Module):
             return front.layers(wav[:, None, :]).transpose(1, 2)
         x = F.gelu(front.conv2(F.gelu(front.conv1(self.mel(wav))))).transpose(1, 2)
         if front.positions:
-            x = x + sinusoid_table(x.shape[1], x.shape[2], x)
+            x = x + sinusoid_table(x.shape[1], self.timescales)
         return x
 
     def forward(self, wav: torch.Tensor) -> tuple[torch.Tensor, ...]:
