@@ -125,8 +125,8 @@ def test_kind_hf_teacher_loads_the_export(exported, name):
 
 
 def test_s3prl_hf_hubert_custom_loads_the_export(exported):
-    """s3prl's own upstream code: `s3prl.hub` itself needs torchaudio, which has no build for torch 2.13 (see
-    README), so hf_hubert_custom comes from its hubconf module, the function the hub re-exports."""
+    """s3prl's own upstream code: `s3prl.hub` itself needs torchaudio, whose only installable build does not load
+    beside the CPU torch 2.13 (README), so hf_hubert_custom comes from its hubconf module, which the hub re-exports."""
     from s3prl.upstream.hf_hubert import hubconf
 
     _, layout = exported

@@ -3,23 +3,28 @@ against exports of the tiny students, found under the paths the snippets name, a
 
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
+from pipeline.config import validate_config
 from pipeline.students.checkpoint import load_student
+from pipeline.workflow import Layout
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
 
 
-def snippets() -> list[str]:
-    """The python code blocks of the README section, in order."""
+def snippets(language: str = "python") -> list[str]:
+    """The code blocks of the README section in `language`, in order."""
     text = README.read_text()
     section = text.split("\n## Using a trained student\n", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```python\n(.*?)```", section, re.S)
+    return re.findall(rf"```{language}\n(.*?)```", section, re.S)
 
 
 def _run(code: str, workdir: Path, links: dict[str, str], monkeypatch) -> dict:
@@ -67,3 +72,13 @@ def test_onnxruntime_snippet(exported, tmp_path, monkeypatch, student):
     _, layout = exported
     ns = _run(snippets()[2], tmp_path, {"distilhubert": layout.export(student)}, monkeypatch)
     _check(ns, layout, student)
+
+
+def test_student_as_teacher_entry_is_a_valid_config_that_waits_for_the_export():
+    (block,) = snippets("yaml")
+    entry = yaml.safe_load(block)
+    cfg = copy.deepcopy(yaml.safe_load((ROOT / "config.yaml").read_text()))
+    cfg["teachers"].update(entry["teachers"])
+    cfg["students"].update(entry["students"])
+    layout = Layout(validate_config(cfg))
+    assert layout.teacher_files("distilhubert_t") == layout.export_files("distilhubert")
