@@ -55,8 +55,8 @@ def front_matter(name: str, config: dict[str, Any], student: dict[str, Any], tra
             "pipeline_tag": "feature-extraction",
             "tags": ["audio", "speech", "feature-extraction", "knowledge-distillation", student["method"], layout,
                      "onnx"],
-            "datasets": _datasets(config, config["students"][name].get("corpus", config["corpus"].get("distill",
-                                                                                                        "synthetic"))),
+            "datasets": _datasets(config, config["students"][name].get("corpus",
+                                                                        config["corpus"].get("distill", "synthetic"))),
             "base_model": bases[0] if len(bases) == 1 else bases}
     return "---\n" + yaml.safe_dump(meta, sort_keys=False) + "---\n"
 
@@ -71,6 +71,7 @@ def model_card(name: str, config: dict[str, Any], student: dict[str, Any], score
     train = student.get("train") or {}
     arch = student["arch"]
     layers = len(student.get("target_layers") or []) if isinstance(student.get("target_layers"), list) else None
+    corpus = spec.get("corpus", config["corpus"].get("distill", "synthetic"))
     lines = [front_matter(name, config, student, transformers_class), f"# {name}", "",
              f"A {format_params(student['num_params'])}-parameter {student['student']} speech encoder distilled from "
              f"{', '.join(f'`{t}`' for t in teachers)} ({label(info)}). It maps 16 kHz mono audio to "
@@ -80,9 +81,12 @@ def model_card(name: str, config: dict[str, Any], student: dict[str, Any], score
              *(f"- teacher `{t}`: {_teacher_line(t, config['teachers'][t])}" for t in teachers),
              f"- views: the student heard `{info.input_view}` audio, its targets came from the teacher on "
              f"`{info.target_view}` audio" + (f" ({layers} target layers)" if layers else ""),
+             f"- data: the train split of the `{corpus}` corpus"
+             + (" (the pipeline's offline multi-speaker TTS corpus)" if corpus == "synthetic" else ""),
              f"- steps: {train.get('steps', '?')} of batch {train.get('batch_size', '?')}"
              + (f", {train['crop_seconds']} s crops" if train.get("crop_seconds") else ", whole utterances")
-             + f", lr {train.get('lr', '?')}; {student.get('train_seconds', '?')} s of training",
+             + f", lr {train.get('lr', '?')}"
+             + (f"; {student['train_seconds']} s of training" if student.get("train_seconds") is not None else ""),
              f"- started from: {_init_line(spec, student)}",
              f"- parameters: {student['num_params']:,}; architecture {arch}",
              f"- held-out target cosine after training: {_fmt(student.get('dev_target_cosine'))}", "",
@@ -112,6 +116,7 @@ def _fmt(value: Any) -> str:
 
 def _teacher_line(name: str, spec: dict[str, Any]) -> str:
     source = spec.get("model") or spec.get("path") or spec.get("package") or "(built in)"
+    source = ", ".join(source) if isinstance(source, list) else source
     return f"kind {spec['kind']}, {source}, hub id {teacher_hub_id(name, spec)}"
 
 
@@ -119,8 +124,10 @@ def _init_line(spec: dict[str, Any], student: dict[str, Any]) -> str:
     init = student.get("init") or {}
     if not init:
         return "random weights"
-    copied = ", ".join(k for k in ("front_end", "final_norm") if init.get(k))
-    return f"teacher `{init.get('teacher', spec.get('init'))}` (layers {init.get('teacher_layers')}, {copied})"
+    parts = [name for key, name in (("front_end", "front end"), ("final_norm", "final norm")) if init.get(key)]
+    if init.get("teacher_layers"):
+        parts.insert(1, f"layers {', '.join(map(str, init['teacher_layers']))}")
+    return f"teacher `{init.get('teacher', spec.get('init'))}`: its {', '.join(parts)}"
 
 
 def _files(transformers_class: str | None) -> list[str]:
