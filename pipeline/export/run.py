@@ -109,7 +109,7 @@ def export_student(config: str, student: str, out: str, checkpoint: str | None =
     from pipeline.export.onnx import export_onnx, measure_runtime
     from pipeline.students.checkpoint import load_student
 
-    cfg, ckpt = _config_and_checkpoint(config, student, checkpoint)
+    _, ckpt = _config_and_checkpoint(config, student, checkpoint)
     if threads:
         torch.set_num_threads(threads)
     upstream = load_student(ckpt, name=student)
