@@ -18,6 +18,7 @@ include: "workflow/rules/views.smk"
 include: "workflow/rules/cache.smk"
 include: "workflow/rules/distill.smk"
 include: "workflow/rules/downstream.smk"
+include: "workflow/rules/export.smk"
 include: "workflow/rules/report.smk"
 
 

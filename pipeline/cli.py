@@ -31,6 +31,8 @@ VERBS: dict[str, str] = {
     "train-head": "pipeline.downstream.run:train_head",
     "score": "pipeline.downstream.run:score",
     "evaluate": "pipeline.downstream.run:evaluate",
+    "export": "pipeline.export.run:export_student",
+    "model-card": "pipeline.export.run:write_card",
     "report": "pipeline.report.build:build_report",
     "render-report": "pipeline.report.browser:render_report",
 }

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from pipeline.downstream.predictions import prediction_path
+from pipeline.export import HF_FILES, ONNX_FILE
 
 # condition -> (corpus, view) that the test set is read from
 CONDITIONS = {"clean": ("synthetic", "clean"), "indomain": ("synthetic", "indomain"),
@@ -123,6 +124,47 @@ class Layout:
     def student(self, name: str, file: str = "model.safetensors") -> str:
         return f"{self.root}/students/{name}/{file}"
 
+    def student_kind(self, name: str) -> str:
+        """The architecture a student's method trains: transformer or lstm (pipeline/distill/methods.py)."""
+        from pipeline.distill.methods import get_method
+
+        return get_method(self.cfg["students"][name]["method"]).student
+
+    def students_of_kind(self, kind: str) -> list[str]:
+        """The config's students whose architecture is `kind`."""
+        return [s for s in self.cfg["students"] if self.student_kind(s) == kind]
+
+    def export(self, name: str, file: str = "") -> str:
+        """A student's export folder (`python -m pipeline export`) or a file in it."""
+        return f"{self.root}/export/{name}/{file}"
+
+    def export_files(self, name: str) -> list[str]:
+        """The weights an export writes: hf/ for transformer students (transformers' layouts), model.onnx for all."""
+        hf = [self.export(name, f"hf/{f}") for f in HF_FILES] if self.student_kind(name) == "transformer" else []
+        return [*hf, self.export(name, ONNX_FILE)]
+
+    def export_card(self, name: str) -> str:
+        """The model card: the hub README.md of hf/ (transformer students), else README.md beside model.onnx."""
+        return self.export(name, "hf/README.md" if self.student_kind(name) == "transformer" else "README.md")
+
+    def export_runtime(self, name: str) -> str:
+        """ONNX size and one-thread real-time factors measured at export (outside the export: it varies)."""
+        return f"{self.root}/runtime/{name}.json"
+
+    def extraction_spec(self, teacher: str) -> dict[str, Any]:
+        """A teacher's config entry less what only model cards read (`hub_id`): what its extraction depends on."""
+        return {k: v for k, v in self.cfg["teachers"][teacher].items() if k != "hub_id"}
+
+    def teacher_files(self, teacher: str | None) -> list[str]:
+        """Files of this run a teacher's weights are: a `kind: hf` teacher whose `model` is a student's export
+        folder (a student as teacher) needs that export; every other teacher, nothing the workflow makes."""
+        spec = self.cfg["teachers"].get(teacher or "", {})
+        if spec.get("kind") != "hf" or not spec.get("model"):
+            return []
+        model = os.path.normpath(spec["model"])
+        return next((self.export_files(s) for s in self.cfg["students"]
+                     if self.student_kind(s) == "transformer" and os.path.normpath(self.export(s, "hf")) == model), [])
+
     def codebook(self, teacher: str, view: str, k: int | str) -> str:
         """k-means codebook + cluster ids of a teacher's cached view (KD / DKD students)."""
         return f"{self.root}/codebooks/{teacher}/{view}/k{k}.npz"
@@ -213,14 +255,16 @@ class Layout:
         return [prediction_path(s) for s in self.scores(upstream)]
 
     def report_inputs(self) -> dict[str, list[str]]:
-        """What the report reads: score JSONs and the predictions beside them, and each student's config.json
-        and distillation curve."""
+        """What the report reads: score JSONs and the predictions beside them, and each student's config.json,
+        distillation curve and export runtime (ONNX size, real-time factors)."""
         students = list(self.cfg["students"])
         return {"scores": self.scores(), "predictions": self.prediction_files(),
                 "students": [self.student(s, "config.json") for s in students],
-                "curves": [self.student(s, "curve.tsv") for s in students]}
+                "curves": [self.student(s, "curve.tsv") for s in students],
+                "runtimes": [self.export_runtime(s) for s in students]}
 
     def all_outputs(self) -> list[str]:
         students = [self.student(s, f) for s in self.cfg["students"] for f in ("model.safetensors", "curve.png")]
-        return (students + self.scores() + self.prediction_files()
+        exports = [f for s in self.cfg["students"] for f in (*self.export_files(s), self.export_card(s))]
+        return (students + exports + self.scores() + self.prediction_files()
                 + [self.report(f) for f in (*REPORT_FILES, "report.html")])

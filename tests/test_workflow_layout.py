@@ -38,6 +38,7 @@ def test_paths():
     assert L.head("up", "ks") == "R/downstream/up/ks/head.pt"
     assert L.score("up", "ic", "real") == "R/scores/up/ic/real.json"
     assert L.report("summary.md") == "R/report/summary.md"
+    assert L.export("s") == "R/export/s/" and L.export_runtime("s") == "R/runtime/s.json"
     assert L.shards == 2
     assert L.views("synthetic") == ["clean", "indomain", "ood"]
     assert L.views("asterisk") == ["clean"]
@@ -154,3 +155,29 @@ def test_canonical_entry_ignores_key_order_only():
     assert list(a) != list(b) and canonical(a) == canonical(b)
     assert canonical(a) != canonical({**a, "layers": [1, 2]})
     assert canonical({**a, "opts": {"x": 1, "y": [2, 1]}}) != canonical(a)  # list order is content
+
+
+def test_exports_by_student_architecture():
+    """Transformer students export a transformers folder with the card in it; LSTMs model.onnx and a card beside."""
+    L = Layout(_cfg())
+    assert L.export_files("distilhubert") == ["R/export/distilhubert/hf/config.json",
+                                              "R/export/distilhubert/hf/model.safetensors",
+                                              "R/export/distilhubert/hf/preprocessor_config.json",
+                                              "R/export/distilhubert/model.onnx"]
+    assert L.export_card("distilhubert") == "R/export/distilhubert/hf/README.md"
+    assert L.export_files("lstm_kd") == ["R/export/lstm_kd/model.onnx"]
+    assert L.export_card("lstm_kd") == "R/export/lstm_kd/README.md"
+    outs = L.all_outputs()
+    for s in L.cfg["students"]:
+        assert set(L.export_files(s)) | {L.export_card(s)} <= set(outs)
+    assert L.report_inputs()["runtimes"] == [f"R/runtime/{s}.json" for s in L.cfg["students"]]
+
+
+def test_a_students_export_as_teacher_waits_for_that_export():
+    cfg = _cfg()
+    cfg["teachers"]["from_student"] = {"kind": "hf", "model": "R/export/distilhubert/./hf", "hub_id": "me/distil"}
+    L = Layout(validate_config(cfg))
+    assert L.teacher_files("from_student") == L.export_files("distilhubert")
+    assert L.teacher_files("whisper_base") == [] and L.teacher_files(None) == []
+    assert L.extraction_spec("from_student") == {"kind": "hf", "model": "R/export/distilhubert/./hf",
+                                                 "layers": "all"}  # hub_id is for model cards only

@@ -13,7 +13,7 @@ import pandas as pd
 from pipeline.report import figures
 from pipeline.report.claim_results import NOT_RUN, claims_table, figure_rows, measure_claims
 from pipeline.report.convergence import convergence_table
-from pipeline.report.cost import cost_tables, teacher_extraction
+from pipeline.report.cost import cost_tables, read_runtime, teacher_extraction
 from pipeline.report.papers import (
     CONDITION_ORDER,
     Scores,
@@ -105,7 +105,8 @@ def build(scores: Sequence[str], out: Path, config: str | None) -> None:
         text_table(infos, lookup, conditions),
     ]
     if cfg is not None:
-        tables += cost_tables(extraction, infos, records)
+        runtimes = {s: read_runtime(layout.export_runtime(s)) for s in students}
+        tables += cost_tables(extraction, infos, records, runtimes)
     else:
         tables += [Table(n, t, [], notes=["needs the run's config (python -m pipeline report --config ...)"])
                    for n, t in (("cost_teachers", "Cost of the teacher feature cache"),

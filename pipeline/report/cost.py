@@ -2,13 +2,14 @@
 
 Read from results alone: teacher feature indexes and their stores (utterance-views, frames, bytes on disk),
 the extraction jobs' Snakemake benchmark files, each student's config.json (steps, batch size, crop length,
-training time) and the score JSONs (head training steps).
+training time), its export's runtime JSON (ONNX size, real-time factors) and the score JSONs (head training steps).
 """
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,16 @@ def teacher_extraction(root: str | Path, teacher: str) -> Extraction:
     return out
 
 
+def read_runtime(path: str | Path) -> dict[str, Any]:
+    """An export's runtime JSON (pipeline.export.onnx.measure_runtime); empty when the student is not exported."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: cannot read the export's runtime JSON ({err}); re-run export_student") from err
+
+
 def _crop_seconds(info: UpstreamInfo, mean_utterance: float) -> float:
     crop = info.train.get("crop_seconds")
     return float(crop) if crop else mean_utterance
@@ -106,10 +117,12 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
-def cost_tables(ext: dict[str, Extraction], infos: dict[str, UpstreamInfo],
-                records: Sequence[dict[str, Any]]) -> tuple[Table, Table]:
+def cost_tables(ext: dict[str, Extraction], infos: dict[str, UpstreamInfo], records: Sequence[dict[str, Any]],
+                runtimes: Mapping[str, dict[str, Any]] | None = None) -> tuple[Table, Table]:
     """(teachers, students): cache build cost per teacher (`teacher_extraction` of each) against the teacher
-    time an online run would spend."""
+    time an online run would spend; students with their export's ONNX size and real-time factors (`runtimes`,
+    `read_runtime` of each)."""
+    runtimes = runtimes or {}
     teachers = [i for i in infos.values() if i.kind == "teacher"]
     students = [i for i in infos.values() if i.kind == "student"]
     audio = [e.audio_seconds / e.utterances for e in ext.values() if e.utterances]
@@ -165,7 +178,9 @@ def cost_tables(ext: dict[str, Extraction], infos: dict[str, UpstreamInfo],
              Column("params", "params"), Column("steps", "steps"), Column("batch", "batch"),
              Column("train_s", "training (s)"), Column("dev_cos", "dev target cosine"),
              Column("flat", "flat from step"), Column("passes", "teacher passes avoided"),
-             Column("online_s", "online teacher time (s, est.)"), Column("online_total", "online run (s, est.)")]
+             Column("online_s", "online teacher time (s, est.)"), Column("online_total", "online run (s, est.)"),
+             Column("onnx_mb", "ONNX (MB)"), Column("rtf_torch", "RTF torch"),
+             Column("rtf_onnx", "RTF onnxruntime")]
     stable = Table("cost_students", "Per-student training time from the cache vs an online run", scols,
                    notes=["Dev target cosine: the mean cosine between the student's predictions and its targets "
                           "(teacher layers, cluster posteriors or sentence embeddings) on held-out dev crops after "
@@ -174,7 +189,11 @@ def cost_tables(ext: dict[str, Extraction], infos: dict[str, UpstreamInfo],
                           "Online: each training example would need one forward pass of each of the student's "
                           "teachers on its crop (crop_seconds, or the mean utterance for whole-utterance methods), "
                           "timed at the teacher's measured extraction speed; '-' where the teacher has no audio "
-                          "cache (text teacher)."])
+                          "cache (text teacher).",
+                          "ONNX: size of the export's model.onnx; RTF: real-time factor (compute seconds per second "
+                          "of audio, lower is faster) of the student's own torch forward and of onnxruntime on "
+                          "model.onnx, one CPU thread each, median of 5 runs on the same 8 s clip, measured when "
+                          "the student was exported (beside the run's other jobs)."])
     sums = [0.0, 0, 0.0]
     for s in students:
         passes = _online_passes(s)
@@ -184,15 +203,18 @@ def cost_tables(ext: dict[str, Extraction], infos: dict[str, UpstreamInfo],
             teacher_s = sum(passes * _crop_seconds(s, mean_utt) / v for v in speeds)
         total = s.train_seconds + teacher_s if s.train_seconds is not None and teacher_s is not None else None
         all_passes = passes * len(s.teachers) if passes is not None else None
+        rt = runtimes.get(s.name, {})
+        onnx_mb = rt["onnx_bytes"] / 1e6 if "onnx_bytes" in rt else None
         stable.add("", [Cell(s.name), Cell(label(s)), Cell(", ".join(s.teachers)), Cell(s.num_params, kind="params"),
                         Cell(s.train.get("steps"), kind="int"), Cell(s.train.get("batch_size"), kind="int"),
                         Cell(s.train_seconds, kind="sec"), Cell(s.dev_cos, kind="float"),
                         Cell(s.dev_flat_step, kind="int"), Cell(all_passes, kind="int"), Cell(teacher_s, kind="sec"),
-                        Cell(total, kind="sec")])
+                        Cell(total, kind="sec"), Cell(onnx_mb, kind="mb"), Cell(rt.get("torch_rtf"), kind="float"),
+                        Cell(rt.get("onnx_rtf"), kind="float")])
         sums = [sums[0] + (s.train_seconds or 0.0), sums[1] + (all_passes or 0), sums[2] + (teacher_s or 0.0)]
     if students:
         stable.add("", [Cell("total"), Cell(""), Cell(""), Cell(None, kind="params"), Cell(None), Cell(None),
                         Cell(sums[0], kind="sec"), Cell(None), Cell(None), Cell(sums[1], kind="int"),
                         Cell(sums[2] or None, kind="sec"),
-                        Cell(sums[0] + sums[2] if sums[2] else None, kind="sec")])
+                        Cell(sums[0] + sums[2] if sums[2] else None, kind="sec"), Cell(None), Cell(None), Cell(None)])
     return ttable, stable

@@ -154,6 +154,7 @@ OPTIONS: dict[str, frozenset[str]] = {
 REQUIRED = {"hf": ("model", "a hub id or local directory"),
             "precomputed": ("path", "an HDF5 feature file or a folder of them")}
 REFUSED = {"fbank": "computes log-mel features and has no weights"}
+COMMON = frozenset({"kind", "layers", "hub_id"})  # keys of every kind (hub_id: only exported model cards read it)
 NO_INPUT_STATE = frozenset({"resemblyzer"})  # kinds whose class sets input_state = False (tests check they agree)
 
 
@@ -161,9 +162,9 @@ def check_teachers(teachers: dict[str, dict[str, Any]]) -> None:
     """Each entry holds only its kind's keys, and those its kind needs; ValueError naming the entry."""
     for name, spec in teachers.items():
         kind = spec["kind"]
-        extra = sorted(set(spec) - {"kind", "layers"} - OPTIONS[kind])
+        extra = sorted(set(spec) - COMMON - OPTIONS[kind])
         if extra:
-            why = REFUSED.get(kind, f"takes {sorted(OPTIONS[kind])} besides kind and layers")
+            why = REFUSED.get(kind, f"takes {sorted(OPTIONS[kind])} besides {sorted(COMMON)}")
             raise ValueError(f"teachers.{name}: kind {kind} {why}; remove {extra}")
         if kind in REQUIRED and REQUIRED[kind][0] not in spec:
             key, what = REQUIRED[kind]

@@ -1,5 +1,5 @@
 """Plausible results of a config's layout for report tests: score JSONs with the predictions beside them (planted
-effects per upstream, the same test items for every upstream) and students' config.json."""
+effects per upstream, the same test items for every upstream), students' config.json and export runtimes."""
 
 import copy
 import json
@@ -38,8 +38,8 @@ def _test_items(task: str, condition: str, copies: int) -> tuple[list[str], list
 
 
 def fake_run(base: Path, cfg: dict) -> list[str]:
-    """Score JSONs and predictions for every score of the layout and students' config.json (paths under `base`
-    when the config's results are relative); returns the score paths."""
+    """Score JSONs and predictions for every score of the layout, students' config.json and their exports'
+    runtime JSONs (paths under `base` when the config's results are relative); returns the score paths."""
     layout = Layout(cfg)
     for score in layout.scores():
         path = base / score
@@ -69,4 +69,8 @@ def fake_run(base: Path, cfg: dict) -> list[str]:
                                     "student": "lstm" if spec["method"] in ("kd", "dkd") else "transformer",
                                     **{k: spec[k] for k in ("method", "teacher", "input_view", "target_view")},
                                     "options": spec.get("options", {})}))
+        runtime = base / layout.export_runtime(name)
+        runtime.parent.mkdir(parents=True, exist_ok=True)
+        runtime.write_text(json.dumps({"student": name, "onnx_bytes": 29_000_000, "torch_rtf": 0.02,
+                                       "onnx_rtf": 0.01}))
     return layout.scores()

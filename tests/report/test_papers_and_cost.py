@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.cache.index import build_index
 from pipeline.cache.store import StoreWriter
-from pipeline.report.cost import cost_tables, teacher_extraction
+from pipeline.report.cost import cost_tables, read_runtime, teacher_extraction
 from pipeline.report.papers import (
     Scores,
     describe,
@@ -115,6 +115,23 @@ def test_cost_tables_add_up(tmp_path):
     assert trow["big"][9].value == pytest.approx(online)
     assert trow["big"][10].value == pytest.approx(online / 7.5)
     assert json.dumps([c.text() for c in trow["total"]])  # the total row renders
+
+
+def test_cost_students_show_each_exports_onnx_size_and_real_time_factors(tmp_path):
+    runtime = tmp_path / "plain.json"
+    runtime.write_text(json.dumps({"onnx_bytes": 2_500_000, "torch_rtf": 0.0213, "onnx_rtf": 0.0104}))
+    runtimes = {"plain": read_runtime(runtime), "x1": read_runtime(tmp_path / "not_exported.json")}
+    assert runtimes["x1"] == {}
+    ext = {t: teacher_extraction(tmp_path, t) for t in ("big", "small", "words")}
+    _, students = cost_tables(ext, describe(CONFIG, {}), [], runtimes)
+    keys = [c.key for c in students.columns]
+    rows = {r[0].value: {k: c for k, c in zip(keys, r, strict=True)} for r in students.rows}
+    assert [rows["plain"][k].text() for k in ("onnx_mb", "rtf_torch", "rtf_onnx")] == ["2.5", "0.021", "0.010"]
+    assert [rows["x1"][k].text() for k in ("onnx_mb", "rtf_torch", "rtf_onnx")] == ["-", "-", "-"]
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    with pytest.raises(ValueError, match="bad.json: cannot read the export's runtime JSON"):
+        read_runtime(bad)
 
 
 def test_fbank_is_a_reference_row_of_every_comparison():

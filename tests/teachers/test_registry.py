@@ -125,7 +125,8 @@ def test_spec_input_state_agrees_with_the_classes():
 @pytest.mark.parametrize("spec, error", [
     ({"kind": "fbank", "path": "x"}, r"teachers\.t: kind fbank computes log-mel features and has no weights; "
                                      r"remove \['path'\]"),
-    ({"kind": "hf", "model": "m", "frame_rate": 50}, r"kind hf takes \['model'\] besides kind and layers; "
+    ({"kind": "hf", "model": "m", "frame_rate": 50}, r"kind hf takes \['model'\] besides "
+                                                     r"\['hub_id', 'kind', 'layers'\]; "
                                                      r"remove \['frame_rate'\]"),
     ({"kind": "precomputed"}, r"teachers\.t: kind precomputed needs 'path' \(an HDF5 feature file"),
     ({"kind": "hf"}, r"kind hf needs 'model'"),

@@ -36,7 +36,8 @@ def _tiny_teacher(path: Path) -> None:
 
 
 def tiny_config(teacher_dir: Path) -> dict:
-    """A few utterances per task; 93 commands = 3 per intent class, so every intent reaches train, dev and test."""
+    """A few utterances per task; 93 commands = 3 per intent class, so every intent reaches train, dev and test.
+    The student `stu`, exported, is the teacher `stu_t` of a smaller student (progressive distillation)."""
     return {
         "seed": 7,
         "results": "results",
@@ -44,12 +45,16 @@ def tiny_config(teacher_dir: Path) -> dict:
                    "real": {"asterisk": shutil.which("ffmpeg") is not None
                             and Path("/usr/share/asterisk/sounds/en_US_f_Allison").exists()}},
         "views": {"shards": 2, "indomain": {"copies": 2}, "ood": {"copies": 1}},
-        "teachers": {"tiny": {"kind": "hf", "model": str(teacher_dir)}},
+        "teachers": {"tiny": {"kind": "hf", "model": str(teacher_dir)},
+                     "stu_t": {"kind": "hf", "model": "results/export/stu/hf"}},
         "cache": {"batch_seconds": 20},
         "students": {"stu": {"method": "distilhubert", "teacher": "tiny", "input_view": "indomain",
                              "target_view": "clean",
                              "arch": {"conv_channels": 16, "dim": 32, "layers": 1, "heads": 2, "ffn": 64},
-                             "train": {"steps": 30, "batch_size": 4, "crop_seconds": 1.0, "lr": 1e-3}}},
+                             "train": {"steps": 30, "batch_size": 4, "crop_seconds": 1.0, "lr": 1e-3}},
+                     "stu_small": {"method": "distilhubert", "teacher": "stu_t",
+                                   "arch": {"conv_channels": 8, "dim": 16, "layers": 1, "heads": 2, "ffn": 32},
+                                   "train": {"steps": 5, "batch_size": 4, "crop_seconds": 1.0, "lr": 1e-3}}},
         "downstream": {"upstreams": ["tiny", "stu"],
                        "tasks": {"ks": {"steps": 20, "lr": 1e-3, "batch_size": 8},
                                  "ic": {"steps": 20, "lr": 1e-3, "batch_size": 8}}},
@@ -108,6 +113,39 @@ def test_every_output_exists_and_parses(run: Path, monkeypatch) -> None:
     assert (res / "report/robustness.png").stat().st_size > 1000
     for bench in ("train_student/stu.tsv", "extract/tiny-synthetic-clean-0.tsv"):
         assert (res / "benchmarks" / bench).exists()
+
+
+def test_students_are_exported_and_one_is_a_teacher(run: Path, monkeypatch) -> None:
+    """Every student's export; `stu` as transformers' HubertModel equals the student on a corpus utterance, and as
+    the teacher `stu_t` it was extracted and distilled into `stu_small`; the cost table has the ONNX columns."""
+    import numpy as np
+    import torch
+    from transformers import AutoFeatureExtractor, AutoModel
+
+    from pipeline.audio.io import load_audio
+
+    monkeypatch.chdir(run)
+    res = Path("results")
+    for name in ("stu", "stu_small"):
+        assert {p.name for p in (res / "export" / name / "hf").iterdir()} == {
+            "config.json", "model.safetensors", "preprocessor_config.json", "README.md"}, name
+        assert (res / "export" / name / "model.onnx").stat().st_size > 0
+    card = (res / "export/stu/hf/README.md").read_text()
+    assert "base_model: tiny" in card and "| KS ACC↑ |" in card
+    model = AutoModel.from_pretrained(res / "export/stu/hf").eval()
+    extractor = AutoFeatureExtractor.from_pretrained(res / "export/stu/hf")
+    utt = read_manifest(res / "corpus/synthetic/manifest.tsv").iloc[0]
+    wav = torch.as_tensor(load_audio(utt["path"]), dtype=torch.float32)
+    with torch.no_grad():
+        theirs = model(**extractor(wav.numpy(), sampling_rate=16000, return_tensors="pt"),
+                       output_hidden_states=True).hidden_states
+    ours = load_student(res / "students/stu").hidden_states(wav)
+    assert max(float((a - b[0]).abs().max()) for a, b in zip(ours, theirs, strict=True)) <= 1e-4
+    stu_t = FeatureCache.open(res / "cache/stu_t/synthetic/clean/index.tsv", expect={"name": "stu_t"})
+    assert stu_t.get(stu_t.keys[0]).shape[1:] == (2, 32)  # stu's input state and its one layer
+    assert json.loads((res / "students/stu_small/config.json").read_text())["teacher"] == "stu_t"
+    cost = pd.read_csv(res / "report/cost_students.csv").set_index("student")
+    assert cost.loc["stu", "onnx_mb"] > 0 and np.isfinite(cost.loc["stu", ["rtf_torch", "rtf_onnx"]]).all()
 
 
 def test_second_student_adds_no_extraction_job(run: Path) -> None:

@@ -8,6 +8,7 @@ rule extract_teacher:
         audio=L.view_store("{corpus}", "{view}", "{shard}"),
         manifest=teacher_test_manifest,  # a view only scored for this teacher: its test split alone
         features=precomputed_features,  # kind precomputed: the HDF5 features it copies
+        model=lambda w: L.teacher_files(w.teacher),  # a student's export as teacher: wait for it
     output:
         directory(L.feature_store("{teacher}", "{corpus}", "{view}", "{shard}")),
     log:
@@ -20,7 +21,7 @@ rule extract_teacher:
         runtime=240,
     params:
         config=CONFIG_FILE,
-        spec=lambda w: canonical(config["teachers"][w.teacher]),  # editing the teacher's entry reruns its extraction
+        spec=lambda w: canonical(L.extraction_spec(w.teacher)),  # editing the teacher's entry reruns its extraction
         subset=lambda w, input: f"--test-split-of {input.manifest}" if input.manifest else "",
     conda:
         "../../envs/pipeline.yaml"

@@ -3,7 +3,8 @@ import os
 from functools import partial
 
 from pipeline.checks import check_config
-from pipeline.distill.inputs import student_input_files, train_flags
+from pipeline.distill.inputs import student_input_files, teacher_list, train_flags
+from pipeline.export import HF_FILES, ONNX_FILE
 from pipeline.workflow import CONDITIONS, REPORT_FILES, Layout, canonical
 
 check_config(config)
@@ -59,8 +60,15 @@ def report_output(name):
 
 
 def student_inputs(wildcards):
-    """What train-student reads for this student, by its method's needs (pipeline/distill/inputs.py)."""
-    return student_input_files(config, L, wildcards.student)
+    """What train-student reads for this student, by its method's needs (pipeline/distill/inputs.py), and the
+    export that the teacher it starts from is, if it is a student's (a student as teacher)."""
+    files = student_input_files(config, L, wildcards.student)
+    return files | {"init": L.teacher_files(config["students"][wildcards.student].get("init"))}
+
+
+def card_teachers(wildcards):
+    """The entries of a student's teachers, as the model card names them (base_model: their hub ids)."""
+    return canonical({t: config["teachers"][t] for t in teacher_list(config["students"][wildcards.student]["teacher"])})
 
 
 def student_flags(wildcards):

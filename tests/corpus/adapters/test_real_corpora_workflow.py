@@ -40,6 +40,7 @@ from pipeline.corpus.manifest import read_manifest, write_manifest
 from pipeline.corpus.screen import rejects_path
 from pipeline.corpus.views import make_view_plan, render_view_shard
 from pipeline.distill.inputs import student_input_files, train_flags
+from pipeline.distill.methods import get_method
 from pipeline.students.frontend import conv_frames
 from pipeline.workflow import Layout
 
@@ -269,6 +270,7 @@ def expected_jobs(cfg: dict) -> dict[str, int]:
     corpus = cfg["corpus"]
     shards = {n: s.get("shards", cfg["views"]["shards"]) for n, s in corpus["datasets"].items()}
     teachers, students = list(cfg["teachers"]), list(cfg["students"])
+    transformers = sum(get_method(s["method"]).student == "transformer" for s in cfg["students"].values())
     distill = corpus["distill"]
     inputs = {(distill, s["input_view"]) for s in cfg["students"].values()}  # audio the students hear
     targets = {(distill, s["target_view"]) for s in cfg["students"].values()}  # teacher targets
@@ -284,6 +286,8 @@ def expected_jobs(cfg: dict) -> dict[str, int]:
         "extract_teacher": len(teachers) * sum(shards[c] for c, _ in targets | evals),
         "index_features": len(teachers) * len(targets | evals),
         "train_student": len(students),
+        **{f"{rule}{kind}": n for rule in ("export_student", "model_card")
+           for kind, n in (("", transformers), ("_onnx", len(students) - transformers)) if n},
         **{f"extract_student_{s}": 1 for s in students if s in cfg["downstream"]["upstreams"]},
         **{f"evaluate_{u}": 1 for u in cfg["downstream"]["upstreams"]},
         "report": 1, "html_report": 1, "all": 1,
