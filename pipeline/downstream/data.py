@@ -1,8 +1,9 @@
-"""Cached features for a downstream task: open the cache, select labelled rows, pad batches, predict."""
+"""Cached features for a downstream task: open the cache, select labelled rows, make splits, pad batches, predict."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -10,6 +11,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from pipeline.downstream.loader import Loader
 from pipeline.downstream.tasks import Codec, Task
 
 
@@ -47,40 +49,81 @@ def copies_by_utt(keys: Sequence[str]) -> dict[str, list[str]]:
     return groups
 
 
-class Features:
-    """A FeatureCache whose utterances are read once, normalised once and kept in memory.
+KEEP_BYTES = 1 << 30  # normalised frames a Features keeps for re-reading; beyond it, utterances are read per batch
 
-    `normalise` is the featurizer's parameter-free part (per-frame layer norm); states are kept as float16
-    (T, L, D). `states(keys, pool=True)` returns (and keeps only) each utterance's time average (1, L, D)
-    instead, which is all a linearly pooling head needs (see `PooledClassifier`).
+
+class Features:
+    """One upstream's cached features of one (corpus, view), read through the cache's memory maps.
+
+    `normalise` is the featurizer's parameter-free part (per-frame layer norm). Nothing holds all frames:
+    frame-level tasks read utterances batch by batch (`read`), pooled ones keep one time average per utterance
+    (`pooled`, read in storage order), what a linearly pooling head needs (see `PooledClassifier`).
+    Utterances read with `keep` (training and dev items, read again every epoch) stay in memory as float16 until
+    they fill `keep_bytes`: a small corpus is then read and normalised once, a large one streams.
     """
 
     def __init__(self, index: str, upstream: str, normalise: Callable[[torch.Tensor], torch.Tensor],
-                 expect: dict[str, Any] | None = None) -> None:
+                 expect: dict[str, Any] | None = None, keep_bytes: int = KEEP_BYTES) -> None:
         self.index = index
         self.cache = open_features(index, upstream, expect)
         self.keys: list[str] = list(self.cache.keys)
         self.fingerprint: dict[str, Any] = dict(self.cache.fingerprint)
         self.normalise = normalise
-        self._memo: dict[tuple[str, bool], torch.Tensor] = {}
-
-    def states(self, keys: Sequence[str], pool: bool, desc: str) -> list[torch.Tensor]:
-        """(T, L, D) float16 normalised states, or (1, L, D) float32 time averages if `pool`."""
-        out = []
-        for key in tqdm(keys, desc=desc, mininterval=5):
-            memo = (key, pool)
-            if memo not in self._memo:
-                if (key, False) in self._memo:
-                    x = self._memo[key, False].float()
-                else:
-                    x = self.normalise(torch.from_numpy(np.asarray(self.cache.get(key), dtype=np.float32)))
-                self._memo[memo] = x.mean(dim=0, keepdim=True) if pool else x.half()
-            out.append(self._memo[memo])
-        shapes = {tuple(s.shape[1:]) for s in out}
+        shapes = sorted({tuple(store.shape[1:]) for store in self.cache.stores})
         if len(shapes) > 1:
-            raise ValueError(f"{self.index}: features have mixed (layers, dim) shapes {sorted(shapes)}; "
-                             "the index mixes upstreams")
-        return out
+            raise ValueError(f"{index}: features have mixed (layers, dim) shapes {shapes}; the index mixes upstreams")
+        self.shape: tuple[int, ...] = shapes[0]  # (layers, dim)
+        self._pooled: dict[str, torch.Tensor] = {}
+        self._kept: dict[str, torch.Tensor] = {}
+        self._room = keep_bytes
+
+    def read(self, key: str, keep: bool = False) -> torch.Tensor:
+        """(T, L, D) float16 normalised states of one utterance; with `keep`, kept while there is room."""
+        x = self._kept.get(key)
+        if x is None:
+            x = self._normalised(key).half()
+            if keep and x.nbytes <= self._room:
+                self._kept[key] = x
+                self._room -= x.nbytes
+        return x
+
+    def pooled(self, keys: Sequence[str], desc: str) -> list[torch.Tensor]:
+        """(1, L, D) float32 time averages of the normalised states; kept, so each utterance is read once."""
+        todo = sorted({k for k in keys if k not in self._pooled}, key=self.cache.position)
+        for key in tqdm(todo, desc=desc, mininterval=5):
+            self._pooled[key] = self._normalised(key).mean(dim=0, keepdim=True)
+        return [self._pooled[k] for k in keys]
+
+    def _normalised(self, key: str) -> torch.Tensor:
+        return self.normalise(torch.from_numpy(np.asarray(self.cache.get(key), dtype=np.float32)))
+
+
+@dataclass
+class Split:
+    """One labelled split: cache keys, label strings, frames per item and padded batches of any of its items.
+
+    Pooled splits hold their time averages (`lengths` all 1); frame-level ones read every batch from the
+    cache as it is made (`streams`), so a loader prefetches them."""
+
+    keys: list[str]
+    labels: list[str]
+    lengths: list[int]
+    batch: Callable[[Sequence[int]], tuple[torch.Tensor, torch.Tensor]]
+    streams: bool
+
+
+def make_split(features: Features, keys: list[str], labels: list[str], pool: bool, desc: str,
+               keep: bool = False) -> Split:
+    """The Split of `keys`: pooled states held in memory if `pool`, else frames read per batch (`Features.read`)."""
+    if pool:
+        return in_memory(keys, labels, features.pooled(keys, desc))
+    lengths = [features.cache.num_rows(k) for k in keys]
+    return Split(keys, labels, lengths, lambda idx: pad([features.read(keys[i], keep) for i in idx]), streams=True)
+
+
+def in_memory(keys: list[str], labels: list[str], states: Sequence[torch.Tensor]) -> Split:
+    """A Split over normalised (T, L, D) states held in memory (pooled time averages: T = 1)."""
+    return Split(keys, labels, [s.shape[0] for s in states], lambda idx: pad([states[i] for i in idx]), streams=False)
 
 
 def pad(states: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -116,15 +159,17 @@ def batch_indices(n: int, batch_size: int, generator: torch.Generator,
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, codec: Codec, states: Sequence[torch.Tensor],
-            batch_size: int) -> list[str]:
-    """Decoded label strings for every utterance (states from `Features.states`), batched by length."""
-    model.eval()
-    order = sorted(range(len(states)), key=lambda i: states[i].shape[0])
-    preds: list[str] = [""] * len(states)
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        batch, mask = pad([states[i] for i in idx])
-        for i, p in zip(idx, codec.decode(model(batch, mask, normalised=True), mask), strict=True):
-            preds[i] = p
+def predict(models: Sequence[torch.nn.Module], codec: Codec, split: Split, batch_size: int) -> list[list[str]]:
+    """Decoded label strings of every item of `split`, one list per model; batches of similar length, each
+    read once for all models."""
+    for model in models:
+        model.eval()
+    order = sorted(range(len(split.keys)), key=split.lengths.__getitem__)
+    preds = [[""] * len(order) for _ in models]
+    chunks = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+    with Loader(split, chunks) as loader:
+        for idx, (batch, mask) in loader:
+            for out, model in zip(preds, models, strict=True):
+                for i, p in zip(idx, codec.decode(model(batch, mask, normalised=True), mask), strict=True):
+                    out[i] = p
     return preds

@@ -13,7 +13,7 @@ import torch
 import yaml
 from fake_cache import FAKE_TEACHER, row, save_manifest, write_features
 
-from pipeline.downstream.data import Features, labelled_rows, predict
+from pipeline.downstream.data import Features, labelled_rows, make_split, predict
 from pipeline.downstream.run import NORMALISE, load_head, score, train_head
 from pipeline.downstream.tasks import CTCCodec, codec_from_state, get_task
 
@@ -132,8 +132,8 @@ def test_ctc_heads_learn_planted_sequences(tmp_path, corpus, config, task):
     rows = labelled_rows(pd.read_csv(manifest, sep="\t", keep_default_na=False), spec, "test")
     refs = rows[spec.column].tolist()
     models, codec, _ = load_head(head, task, "fake")
-    states = Features(features, "fake", NORMALISE).states([f"{u}@0" for u in rows["utt_id"]], False, "test")
-    preds = predict(models[0][1], codec, states, 4)
+    test = make_split(Features(features, "fake", NORMALISE), [f"{u}@0" for u in rows["utt_id"]], refs, False, "test")
+    preds = predict([models[0][1]], codec, test, 4)[0]
     assert result["per_seed"][0]["value"] == pytest.approx(jiwer.wer(refs, preds))
     if task == "asr":
         assert result["metrics"]["cer"] == pytest.approx(jiwer.cer(refs, preds))
