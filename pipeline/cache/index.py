@@ -13,7 +13,7 @@ from pipeline.cache.store import CacheError, Store
 PER_SHARD_KEYS = ("view_audio", "plan_sha256")  # fingerprint entries that legitimately differ per shard
 # Bytes read through the stores' memory maps before they are unmapped: mapped file pages count in a process's RSS,
 # so without this a reader's RSS grows with the cache it has touched (bench/eval_memory.py).
-RELEASE_BYTES = 256 << 20
+RELEASE_BYTES = 128 << 20
 
 
 def build_index(stores: list[str], out: str) -> None:

@@ -68,7 +68,7 @@ def _split(features: Features, df: pd.DataFrame, spec: Task, split: str, pool: b
         raise ValueError(f"no labelled {split} utterances for task '{spec.name}'; "
                          "check the manifest's split and label columns")
     return make_split(features, wanted, rows[spec.column].str.strip().tolist(), pool, f"{spec.name} {split} features",
-                      keep=True)
+                      hold=True)
 
 
 def _pools(spec: Task) -> bool:
