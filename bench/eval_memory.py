@@ -1,10 +1,9 @@
 """Evaluate-job memory against cached hours, and head-training speed streaming from the cache vs in memory.
 
 1. Peak RSS: a cache of 20 one-hour stores in the real store format (`StoreWriter`; random float16 frames, 50 Hz,
-   utterances of 2-20 s, 1 in 20 dev and 1 in 20 test) in a temporary directory; `python -m pipeline evaluate`
+   utterances of 2-20 s, 1 in 40 dev and 1 in 40 test) in a temporary directory; `python -m pipeline evaluate`
    (task PR: linear CTC head, the frame-level head whose steps are cheapest, so reading weighs most) on indexes
-   over the first 1, 5 and 20 stores, each in a fresh process; its peak RSS from `os.wait4`. Beside it the same
-   job with `HOLD_BYTES = 0`: every split streams, none is held in memory.
+   over the first 1, 5 and 20 stores, each in a fresh process; its peak RSS from `os.wait4`.
 2. Speed: PR and ASR heads on a cache shaped like the default run's PR / ASR data (Whisper base's 7 x 512;
    600 training utterances of keywords, commands and sentences, 55 dev), trained three ways interleaved in one
    process on one torch thread: `in_memory` (the path before streaming: every training and dev utterance read
@@ -55,7 +54,7 @@ FRAME_RATE = 50
 PHONES = [f"p{i}" for i in range(40)]
 RSS_LIMIT_GB = 3.0
 MAX_COST = 0.10  # streaming may be at most 10 % slower than in memory
-SPLIT_EVERY = 20  # of every 20 utterances of a store, one is dev and one test (LibriSpeech 100 h: ~5 % each)
+SPLIT_EVERY = 40  # of every 40 utterances of a store, one is dev and one test
 
 
 @dataclass(frozen=True)
@@ -72,7 +71,7 @@ class Scale:
     repeats: int
 
 
-FULL = Scale((1, 5, 20), 1.0, 4, 128, 100, {"pr": 300, "asr": 60}, 600, 3)
+FULL = Scale((1, 5, 20), 1.0, 4, 128, 60, {"pr": 200, "asr": 40}, 600, 3)
 QUICK = Scale((0.02, 0.05), 0.01, 2, 16, 6, {"pr": 10, "asr": 4}, 40, 1)
 
 
@@ -133,12 +132,10 @@ def results_tree(cfg: dict[str, Any], stores: list[str], rows: list[dict[str, An
 # ---------------------------------------------------------------- 1. peak RSS
 
 
-def peak_rss(config: Path, hold: bool, log: Path) -> dict[str, Any]:
-    """Run one evaluate job (task PR) in a fresh process, with HOLD_BYTES as is or 0; its peak RSS and wall time."""
-    code = ("import sys; from pipeline.downstream import data, run; data.HOLD_BYTES = 0; "
-            "run.evaluate(sys.argv[1], 'fake', ['pr'], 1)")
-    cmd = ([sys.executable, "-m", "pipeline", "evaluate", "--config", str(config), "--upstream", "fake",
-            "--tasks", "pr", "--threads", "1"] if hold else [sys.executable, "-c", code, str(config)])
+def peak_rss(config: Path, log: Path) -> dict[str, Any]:
+    """Run one evaluate job (task PR) in a fresh process; its peak RSS and wall time."""
+    cmd = [sys.executable, "-m", "pipeline", "evaluate", "--config", str(config), "--upstream", "fake",
+           "--tasks", "pr", "--threads", "1"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     with Clock() as clock, open(log, "w") as err:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
@@ -150,7 +147,7 @@ def peak_rss(config: Path, hold: bool, log: Path) -> dict[str, Any]:
 
 
 def rss_part(tmp: Path, scale: Scale, seed: int) -> dict[str, Any]:
-    """Write the cache (one store per `store_hours`), then one evaluate job per size, held and streamed."""
+    """Write the cache (one store per `store_hours`), then one evaluate job per size."""
     rng = np.random.default_rng(seed)
     pool = frame_pool(rng, scale.layers, scale.dim)
     tasks = {"pr": {"steps": scale.rss_steps, "lr": 1e-2, "batch_size": 32}}
@@ -172,12 +169,9 @@ def rss_part(tmp: Path, scale: Scale, seed: int) -> dict[str, Any]:
         path = tmp / f"h{hours}.yaml"
         path.write_text(yaml.safe_dump(cfg))
         cached = sum(r["frames"] for r in subset) * scale.layers * scale.dim * 2
-        for hold in (True, False):
-            res = peak_rss(path, hold, tmp / f"h{hours}-{hold}.log")
-            out["runs"].append({"hours": hours, "hold": hold, "cached_gb": round(cached / 1e9, 3),
-                                "utterances": len(subset), **res})
-            print(f"  {hours} h, {'pipeline' if hold else 'all streamed'}: peak RSS {res['peak_rss_gb']} GB "
-                  f"({res['wall_s']} s)", flush=True)
+        res = peak_rss(path, tmp / f"h{hours}.log")
+        out["runs"].append({"hours": hours, "cached_gb": round(cached / 1e9, 3), "utterances": len(subset), **res})
+        print(f"  {hours} h: peak RSS {res['peak_rss_gb']} GB ({res['wall_s']} s)", flush=True)
     return out
 
 
@@ -284,14 +278,11 @@ def markdown(res: dict[str, Any]) -> str:
              f"steps of batch 32, scored on the clean test split. Load average "
              f"{load['loadavg_start'][0]:.1f} at the start, {load['loadavg_end'][0]:.1f} at the end.",
              "",
-             "| cached audio | cached features | utterances | peak RSS: evaluate | peak RSS: every split streamed |",
+             "| cached audio | cached features | utterances | evaluate job: peak RSS | wall |",
              "|---:|---:|---:|---:|---:|"]
-    by = {(r["hours"], r["hold"]): r for r in rss["runs"]}
-    for hours in s["hours"]:
-        held, streamed = by[hours, True], by[hours, False]
-        lines.append(f"| {hours} h | {held['cached_gb']:.2f} GB | {held['utterances']:,} | "
-                     f"{held['peak_rss_gb']:.2f} GB ({held['wall_s']} s) | "
-                     f"{streamed['peak_rss_gb']:.2f} GB ({streamed['wall_s']} s) |")
+    for r in rss["runs"]:
+        lines.append(f"| {r['hours']} h | {r['cached_gb']:.2f} GB | {r['utterances']:,} | {r['peak_rss_gb']:.2f} GB | "
+                     f"{r['wall_s']} s |")
     lines += ["", "| task | steps per repeat | in memory: steps/s | pipeline / in memory (wall, CPU) "
               "| streaming / in memory (wall, CPU) |", "|---|---:|---:|---:|---:|"]
     for task, r in res["speed"].items():
