@@ -73,6 +73,7 @@ def _check_references(config: dict[str, Any]) -> None:
         _check_columns(config, name, student, METHODS[student["method"]])
     upstreams = teachers | set(config["students"])
     downstream = config["downstream"]
+    _check_heads(downstream.get("tasks", {}))
     lists = {"downstream.upstreams": downstream.get("upstreams", [])} | {
         f"downstream.tasks.{t}.upstreams": s["upstreams"] for t, s in downstream.get("tasks", {}).items()
         if "upstreams" in s}
@@ -81,6 +82,17 @@ def _check_references(config: dict[str, Any]) -> None:
             if up not in upstreams:
                 raise ConfigError(f"config: {key} names '{up}', not a teacher or student "
                                   f"(known: {sorted(upstreams)})")
+
+
+def _check_heads(tasks: dict[str, Any]) -> None:
+    """`downstream.tasks.<task>.head` holds keyword options of that task's head class."""
+    from pipeline.downstream.tasks import get_task
+
+    for name, settings in tasks.items():
+        try:
+            get_task(name).check_head(settings.get("head", {}))
+        except ValueError as err:
+            raise ConfigError(f"config: downstream.tasks.{name}.head: {err}") from None
 
 
 def _check_teachers(teachers: dict[str, Any]) -> None:

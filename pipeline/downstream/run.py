@@ -131,10 +131,11 @@ def _train(spec: Task, settings: dict[str, Any], upstream: str, features: Featur
     train, dev = _split(features, df, spec, "train", pool), _split(features, df, spec, "dev", pool)
     codec = spec.fit_codec(train.labels)
     num_layers, dim = features.shape
+    options = dict(settings.get("head", {}))
     runs = []
     for seed in seeds:
         torch.manual_seed(seed)
-        model = DownstreamModel(WeightedSum(num_layers, LAYER_NORM), spec.make_head(dim, codec.n_outputs))
+        model = DownstreamModel(WeightedSum(num_layers, LAYER_NORM), spec.head(dim, codec.n_outputs, options))
         t0 = time.perf_counter()
         best, curve = _fit(model, spec, codec, train, dev, settings, seed, f"{spec.name} head on {upstream} s{seed}")
         model.load_state_dict(best["model"])
@@ -146,8 +147,8 @@ def _train(spec: Task, settings: dict[str, Any], upstream: str, features: Featur
     return {
         "task": spec.name, "upstream": upstream, "seeds": list(seeds), "lr": float(settings["lr"]),
         "steps": int(settings["steps"]), "batch_size": int(settings["batch_size"]), "num_layers": num_layers,
-        "dim": dim, "layer_norm": LAYER_NORM, "codec": codec.state(), "runs": runs, "dev_metric": spec.metric,
-        "n_train": len(train.keys), "n_dev": len(dev.keys), "features": features.index,
+        "dim": dim, "head_options": options, "layer_norm": LAYER_NORM, "codec": codec.state(), "runs": runs,
+        "dev_metric": spec.metric, "n_train": len(train.keys), "n_dev": len(dev.keys), "features": features.index,
         "fingerprint": features.fingerprint, "num_params": features.fingerprint.get("num_params"),
     }
 
@@ -188,7 +189,7 @@ def _models(ckpt: dict[str, Any], spec: Task) -> list[tuple[int, DownstreamModel
     models = []
     for run in ckpt["runs"]:
         model = DownstreamModel(WeightedSum(ckpt["num_layers"], ckpt["layer_norm"]),
-                                spec.make_head(ckpt["dim"], codec.n_outputs))
+                                spec.head(ckpt["dim"], codec.n_outputs, ckpt.get("head_options")))
         model.load_state_dict(run["model"])
         models.append((run["seed"], model))
     return models

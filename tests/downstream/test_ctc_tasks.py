@@ -142,3 +142,20 @@ def test_ctc_heads_learn_planted_sequences(tmp_path, corpus, config, task):
         values = [r["value"] for r in result["per_seed"]]
         assert result["value"] == pytest.approx(np.mean(values))
         assert result["std"] == pytest.approx(np.std(values, ddof=1))
+
+
+def test_head_options_travel_with_the_checkpoint(tmp_path, corpus):
+    """`downstream.tasks.asr.head` builds the head at training and again when the checkpoint is scored."""
+    manifest, features = corpus
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    cfg["teachers"]["fake"] = FAKE_TEACHER
+    options = {"hidden": 8, "proj": 4, "dropout": 0.2, "skip": False}
+    cfg["downstream"]["tasks"] = {"asr": {"steps": 4, "lr": 1e-3, "batch_size": 8, "head": options}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    head = str(tmp_path / "asr.pt")
+    train_head(str(tmp_path / "c.yaml"), "asr", "fake", features, manifest, head)
+    models, _, ckpt = load_head(head, "asr", "fake")
+    assert ckpt["head_options"] == options
+    assert models[0][1].head.out.in_features == 16 and models[0][1].head.proj.out_features == 4
+    score(str(tmp_path / "c.yaml"), "asr", "fake", "clean", head, features, manifest, str(tmp_path / "s.json"))
+    assert json.loads((tmp_path / "s.json").read_text())["n"] == 9
