@@ -285,7 +285,8 @@ def evaluate(config: str, upstream: str, tasks: list[str], threads: int = 1) -> 
     the task's corpus, score them on every condition; paths from `pipeline.workflow.Layout` (as the rules
     wire them).
 
-    Features are read and normalised once per (corpus, view) and shared by all tasks."""
+    Each (corpus, view)'s stores are opened once and shared by all tasks, with its pooled time averages; frames are
+    held per task while it trains (splits within `HOLD_BYTES`) or streamed (`pipeline.downstream.data`)."""
     from pipeline.workflow import Layout
 
     _threads(threads)
