@@ -262,6 +262,13 @@ class Store:
             return parts[0]
         return np.concatenate(parts, axis=0) if parts else np.zeros((0, *self.shape[1:]), self.dtype)
 
+    def release(self) -> None:
+        """Unmap the shard files read so far: their pages leave this process's RSS (the page cache keeps them).
+
+        Arrays already handed out stay valid (each holds its own map); later reads map the files again."""
+        if self._maps is not None:
+            self._maps = {}
+
     def _memmaps(self) -> dict[int, np.ndarray] | None:
         meta = json.loads((self.path / "frames" / "zarr.json").read_text())
         codecs = meta["codecs"]
@@ -288,8 +295,9 @@ class Store:
         (offset 2^64 - 1; no file when the whole shard is zero): a 1 MB run of exact zeros inside real
         data is the only way to get a gap, and such a shard is read through the zarr API.
         """
-        if s in self._maps:
-            return self._maps[s]
+        maps = self._maps  # `release` may swap the dict from another thread
+        if s in maps:
+            return maps[s]
         trailing = self.shape[1:]
         n_inner = self._shard_rows // self._inner_rows
         chunk_bytes = self._inner_rows * int(np.prod(trailing, dtype=np.int64)) * self.dtype.itemsize
@@ -315,5 +323,5 @@ class Store:
                 index[:needed, 0], start + chunk_bytes * np.arange(needed, dtype=np.uint64)):
             arr = np.memmap(f, dtype=self.dtype.newbyteorder("<"), mode="r", offset=start,
                             shape=(needed * self._inner_rows, *trailing)).view(np.ndarray)
-        self._maps[s] = arr
+        maps[s] = arr
         return arr

@@ -40,13 +40,14 @@ class FrameLinear(nn.Module):
 
 
 class BiLSTMCTC(nn.Module):
-    """SUPERB ASR head, scaled down: Linear(D, proj) -> 2-layer BiLSTM -> Linear to CTC logits.
+    """SUPERB ASR head: Linear(D, proj) -> 2-layer BiLSTM (dropout after each layer) -> Linear to CTC logits.
 
-    Sizes: SUPERB uses 1024 units per direction on 960 h; hidden=proj=64 fits this project's small corpora
-    and CPU budget. One deviation, measured: the output layer also sees the projected frame (a skip around
-    the BiLSTM). Without it, a few hundred CTC steps on ~600 utterances leave the BiLSTM in the all-blank
-    phase (WER 100%, CER 100% after 400 steps on Whisper tiny features); with it, the head starts out like
-    the PR head's linear CTC and the BiLSTM adds context (WER 85% / CER 30% at 400 steps on half the data).
+    Defaults fit this project's small corpora and CPU budget: hidden=proj=64 and, measured, a skip around the
+    BiLSTM (the output layer also sees the projected frame). Without it, a few hundred CTC steps on ~600
+    utterances leave the BiLSTM in the all-blank phase (WER 100%, CER 100% after 400 steps on Whisper tiny
+    features); with it, the head starts out like the PR head's linear CTC and the BiLSTM adds context (WER 85% /
+    CER 30% at 400 steps on half the data). SUPERB's own head (s3prl downstream/asr/config.yaml) is hidden=proj=1024,
+    dropout=0.2, skip=False: `downstream.tasks.asr.head` in config/paper.yaml.
 
     Each direction is its own unidirectional LSTM; the backward one reads every sequence reversed within its
     own length, so padded frames never reach valid ones (exactly what a packed BiLSTM computes) at a third of
@@ -54,14 +55,15 @@ class BiLSTMCTC(nn.Module):
     """
 
     def __init__(self, dim: int, n_out: int, hidden: int = 64, proj: int = 64, layers: int = 2,
-                 dropout: float = 0.1) -> None:
+                 dropout: float = 0.1, skip: bool = True) -> None:
         super().__init__()
         self.proj = nn.Linear(dim, proj)
         sizes = [proj] + [2 * hidden] * (layers - 1)
         self.forward_lstms = nn.ModuleList(nn.LSTM(n, hidden, batch_first=True) for n in sizes)
         self.backward_lstms = nn.ModuleList(nn.LSTM(n, hidden, batch_first=True) for n in sizes)
         self.drop = nn.Dropout(dropout)
-        self.out = nn.Linear(2 * hidden + proj, n_out)
+        self.skip = skip
+        self.out = nn.Linear(2 * hidden + (proj if skip else 0), n_out)
 
     def bilstm(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, T, proj) -> (B, T, 2 * hidden) BiLSTM states; frames past each length do not leak in."""
@@ -81,7 +83,8 @@ class BiLSTMCTC(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         p = self.proj(x)
-        return self.out(self.drop(torch.cat([self.bilstm(p, mask), p], dim=-1)))
+        h = self.bilstm(p, mask)
+        return self.out(self.drop(torch.cat([h, p], dim=-1) if self.skip else h))
 
 
 class DownstreamModel(nn.Module):

@@ -14,7 +14,6 @@ import logging
 import os
 import statistics
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +24,10 @@ from tqdm import tqdm
 from pipeline.cache.extract import expected_fingerprint
 from pipeline.config import load_config
 from pipeline.corpus.manifest import read_manifest
-from pipeline.downstream.data import Features, batch_indices, copies_by_utt, labelled_rows, pad, predict
+from pipeline.downstream.data import Features, Split, batch_indices, copies_by_utt, labelled_rows, make_split, predict
 from pipeline.downstream.featurizer import WeightedSum
 from pipeline.downstream.heads import DownstreamModel
+from pipeline.downstream.loader import Loader
 from pipeline.downstream.metrics import ratio
 from pipeline.downstream.predictions import prediction_path, prediction_rows, write_predictions
 from pipeline.downstream.tasks import Codec, Task, codec_from_state, get_task
@@ -57,14 +57,6 @@ def task_settings(config: str | dict[str, Any], task: str) -> dict[str, Any]:
 NORMALISE = WeightedSum(1, LAYER_NORM).normalise  # the featurizer's parameter-free part, applied at load
 
 
-@dataclass
-class Split:
-    """Normalised states and label strings of one labelled split."""
-
-    states: list[torch.Tensor]
-    labels: list[str]
-
-
 def _split(features: Features, df: pd.DataFrame, spec: Task, split: str, pool: bool) -> Split:
     rows = labelled_rows(df, spec, split)
     wanted = [f"{u}@0" for u in rows["utt_id"]]
@@ -76,8 +68,8 @@ def _split(features: Features, df: pd.DataFrame, spec: Task, split: str, pool: b
     if not wanted:
         raise ValueError(f"no labelled {split} utterances for task '{spec.name}'; "
                          "check the manifest's split and label columns")
-    states = features.states(wanted, pool, f"{spec.name} {split} features")
-    return Split(states, rows[spec.column].str.strip().tolist())
+    return make_split(features, wanted, rows[spec.column].str.strip().tolist(), pool, f"{spec.name} {split} features",
+                      hold=True)
 
 
 def _pools(spec: Task) -> bool:
@@ -94,9 +86,9 @@ def _fit(model: DownstreamModel, spec: Task, codec: Codec, train: Split, dev: Sp
     peak, patience = float(settings["lr"]), int(settings.get("patience", 0))
     decay = settings.get("schedule", "constant") == "linear"
     optimizer = torch.optim.Adam(model.parameters(), lr=peak)
-    lengths = [s.shape[0] for s in train.states]  # all 1 for pooled heads: plain shuffling
-    batches = batch_indices(len(lengths), bs, torch.Generator().manual_seed(seed),
-                            lengths if max(lengths) > 1 else None)
+    lengths = train.lengths  # all 1 for pooled heads: plain shuffling
+    batches = Loader(train, batch_indices(len(lengths), bs, torch.Generator().manual_seed(seed),
+                                          lengths if max(lengths) > 1 else None))
     targets = [codec.encode(x) for x in train.labels]
     eval_every = max(1, steps // EVALS_PER_RUN)
     best: dict[str, Any] = {}
@@ -104,31 +96,31 @@ def _fit(model: DownstreamModel, spec: Task, codec: Codec, train: Split, dev: Sp
     losses: list[float] = []
     progress = tqdm(range(1, steps + 1), desc=desc, mininterval=5)
     stale = 0
-    for step in progress:
-        model.train()
-        if decay:
-            optimizer.param_groups[0]["lr"] = peak * (steps - step + 1) / steps
-        idx = next(batches)
-        batch, mask = pad([train.states[i] for i in idx])
-        loss = codec.loss(model(batch, mask, normalised=True), mask, codec.collate([targets[i] for i in idx]))
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP_NORM)
-        optimizer.step()
-        losses.append(loss.item())
-        if step % eval_every == 0 or step == steps:
-            value = spec.score(dev.labels, predict(model, codec, dev.states, bs))
-            curve.append({"step": step, "train_loss": sum(losses) / len(losses),
-                          "lr": optimizer.param_groups[0]["lr"], f"dev_{spec.metric}": value})
-            losses = []
-            progress.set_postfix(loss=f"{curve[-1]['train_loss']:.3f}", dev=f"{value:.3f}")
-            if not best or (value > best["value"] if spec.higher_is_better else value < best["value"]):
-                best = {"step": step, "value": value, "model": copy.deepcopy(model.state_dict())}
-                stale = 0
-            else:
-                stale += 1
-            if patience and stale >= patience:
-                break
+    with batches:
+        for step in progress:
+            model.train()
+            if decay:
+                optimizer.param_groups[0]["lr"] = peak * (steps - step + 1) / steps
+            idx, (batch, mask) = next(batches)
+            loss = codec.loss(model(batch, mask, normalised=True), mask, codec.collate([targets[i] for i in idx]))
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP_NORM)
+            optimizer.step()
+            losses.append(loss.item())
+            if step % eval_every == 0 or step == steps:
+                value = spec.score(dev.labels, predict([model], codec, dev, bs)[0])
+                curve.append({"step": step, "train_loss": sum(losses) / len(losses),
+                              "lr": optimizer.param_groups[0]["lr"], f"dev_{spec.metric}": value})
+                losses = []
+                progress.set_postfix(loss=f"{curve[-1]['train_loss']:.3f}", dev=f"{value:.3f}")
+                if not best or (value > best["value"] if spec.higher_is_better else value < best["value"]):
+                    best = {"step": step, "value": value, "model": copy.deepcopy(model.state_dict())}
+                    stale = 0
+                else:
+                    stale += 1
+                if patience and stale >= patience:
+                    break
     progress.close()
     return best, curve
 
@@ -139,11 +131,12 @@ def _train(spec: Task, settings: dict[str, Any], upstream: str, features: Featur
     pool = _pools(spec)
     train, dev = _split(features, df, spec, "train", pool), _split(features, df, spec, "dev", pool)
     codec = spec.fit_codec(train.labels)
-    num_layers, dim = train.states[0].shape[1:]
+    num_layers, dim = features.shape
+    options = dict(settings.get("head", {}))
     runs = []
     for seed in seeds:
         torch.manual_seed(seed)
-        model = DownstreamModel(WeightedSum(num_layers, LAYER_NORM), spec.make_head(dim, codec.n_outputs))
+        model = DownstreamModel(WeightedSum(num_layers, LAYER_NORM), spec.head(dim, codec.n_outputs, options))
         t0 = time.perf_counter()
         best, curve = _fit(model, spec, codec, train, dev, settings, seed, f"{spec.name} head on {upstream} s{seed}")
         model.load_state_dict(best["model"])
@@ -155,8 +148,8 @@ def _train(spec: Task, settings: dict[str, Any], upstream: str, features: Featur
     return {
         "task": spec.name, "upstream": upstream, "seeds": list(seeds), "lr": float(settings["lr"]),
         "steps": int(settings["steps"]), "batch_size": int(settings["batch_size"]), "num_layers": num_layers,
-        "dim": dim, "layer_norm": LAYER_NORM, "codec": codec.state(), "runs": runs, "dev_metric": spec.metric,
-        "n_train": len(train.states), "n_dev": len(dev.states), "features": features.index,
+        "dim": dim, "head_options": options, "layer_norm": LAYER_NORM, "codec": codec.state(), "runs": runs,
+        "dev_metric": spec.metric, "n_train": len(train.keys), "n_dev": len(dev.keys), "features": features.index,
         "fingerprint": features.fingerprint, "num_params": features.fingerprint.get("num_params"),
     }
 
@@ -198,7 +191,7 @@ def _models(ckpt: dict[str, Any], spec: Task) -> list[tuple[int, DownstreamModel
     models = []
     for run in ckpt["runs"]:
         model = DownstreamModel(WeightedSum(ckpt["num_layers"], ckpt["layer_norm"]),
-                                spec.make_head(ckpt["dim"], codec.n_outputs))
+                                spec.head(ckpt["dim"], codec.n_outputs, ckpt.get("head_options")))
         model.load_state_dict(run["model"])
         models.append((run["seed"], model))
     return models
@@ -232,14 +225,15 @@ def _score(spec: Task, settings: dict[str, Any], ckpt: dict[str, Any], head: str
     for utt, label in zip(present["utt_id"], present[spec.column].str.strip(), strict=True):
         keys += groups[utt]
         refs += [label] * len(groups[utt])
-    states = features.states(keys, _pools(spec), f"{condition} test features")
-    if tuple(states[0].shape[1:]) != (ckpt["num_layers"], ckpt["dim"]):
-        raise ValueError(f"{features.index} holds (layers, dim) {tuple(states[0].shape[1:])}, but {head} was "
+    if features.shape != (ckpt["num_layers"], ckpt["dim"]):
+        raise ValueError(f"{features.index} holds (layers, dim) {features.shape}, but {head} was "
                          f"trained on {(ckpt['num_layers'], ckpt['dim'])}; pass features of '{ckpt['upstream']}'")
     codec = codec_from_state(ckpt["codec"])
+    models = _models(ckpt, spec)
+    test = make_split(features, keys, refs, _pools(spec), f"{condition} test features")
+    every = predict([model for _, model in models], codec, test, int(settings["batch_size"]))
     per_seed, items = [], []
-    for (seed, model), run in zip(_models(ckpt, spec), ckpt["runs"], strict=True):
-        preds = predict(model, codec, states, int(settings["batch_size"]))
+    for (seed, _), run, preds in zip(models, ckpt["runs"], every, strict=True):
         counts = spec.item_counts(refs, preds)  # the metrics are their ratios of sums: one pass of jiwer
         metrics = {name: ratio(c) for name, c in counts.items()}
         items.append(prediction_rows(keys, seed, counts))
@@ -293,7 +287,8 @@ def evaluate(config: str, upstream: str, tasks: list[str], threads: int = 1) -> 
     the task's corpus, score them on every condition; paths from `pipeline.workflow.Layout` (as the rules
     wire them).
 
-    Features are read and normalised once per (corpus, view) and shared by all tasks."""
+    Each (corpus, view)'s stores are opened once and shared by all tasks, with its pooled time averages; frames are
+    held per task while it trains (splits within `HOLD_BYTES`) or streamed (`pipeline.downstream.data`)."""
     from pipeline.workflow import Layout
 
     _threads(threads)

@@ -9,6 +9,7 @@ over words with CER beside it).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -183,7 +184,7 @@ class Task:
     name: str
     column: str
     fit_codec: Callable[[Sequence[str]], Codec]
-    make_head: Callable[[int, int], nn.Module]
+    make_head: Callable[..., nn.Module]  # (dim, n_outputs, **options): the head class
     metric: str
     score: Callable[[Sequence[str], Sequence[str]], float]
     counts: Callable[[Sequence[str], Sequence[str]], Counts]  # `score` per utterance (numerator, denominator)
@@ -191,6 +192,20 @@ class Task:
     extra: dict[str, Callable[[Sequence[str], Sequence[str]], float]] = field(default_factory=dict)
     extra_counts: dict[str, Callable[[Sequence[str], Sequence[str]], Counts]] = field(default_factory=dict)
     eval_families: tuple[str, ...] = ()  # dev/test rows of these manifest `family` values only (if the column exists)
+
+    def head(self, dim: int, n_out: int, options: dict[str, Any] | None = None) -> nn.Module:
+        """The head over `dim`-wide features with `n_out` outputs; `options` (`downstream.tasks.<task>.head`) are
+        keyword arguments of its class, checked first."""
+        self.check_head(options or {})
+        return self.make_head(dim, n_out, **(options or {}))
+
+    def check_head(self, options: dict[str, Any]) -> None:
+        """ValueError naming any option the head class does not take (its keyword arguments after dim, n_out)."""
+        allowed = list(inspect.signature(self.make_head).parameters)[2:]
+        extra = sorted(set(options) - set(allowed))
+        if extra:
+            raise ValueError(f"{extra} are not options of the {self.name} head {self.make_head.__name__} "
+                             f"(allowed: {allowed})")
 
     def metrics(self, refs: Sequence[str], preds: Sequence[str]) -> dict[str, float]:
         """The task's metric and its secondary ones (e.g. CER beside WER), by name."""

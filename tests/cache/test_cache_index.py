@@ -91,3 +91,23 @@ def test_feature_cache_from_stores_directly(tmp_path):
     cache = FeatureCache([Store(_store(tmp_path / "s.zarr", a, FP))])
     for k, v in a.items():
         np.testing.assert_array_equal(cache.get(k), v)
+
+
+def test_reads_unmap_the_stores_every_release_bytes(tmp_path, monkeypatch):
+    """Mapped pages count in RSS: past RELEASE_BYTES read, every store's maps are dropped; what was returned
+    before stays readable, and later reads map the files again."""
+    from pipeline.cache import index
+
+    rng = np.random.default_rng(3)
+    utts = _utts(rng, [f"u{i}@0" for i in range(12)])
+    build_index([_store(tmp_path / "s.zarr", utts, FP)], str(tmp_path / "index.tsv"))
+    cache = FeatureCache.open(tmp_path / "index.tsv")
+    monkeypatch.setattr(index, "RELEASE_BYTES", 200)
+    held, released = [], 0
+    for key in sorted(utts):
+        held.append((key, cache.get(key)))
+        released += not cache.stores[0]._maps
+    assert released >= 2 and cache._mapped <= 200
+    for key, rows in held:
+        np.testing.assert_array_equal(rows, utts[key])
+    assert sorted(utts, key=cache.position) == cache.stores[0].ids  # storage order

@@ -13,7 +13,7 @@ import torch
 import yaml
 from fake_cache import FAKE_TEACHER, row, save_manifest, write_features
 
-from pipeline.downstream.data import Features, labelled_rows, predict
+from pipeline.downstream.data import Features, labelled_rows, make_split, predict
 from pipeline.downstream.run import NORMALISE, load_head, score, train_head
 from pipeline.downstream.tasks import CTCCodec, codec_from_state, get_task
 
@@ -132,8 +132,8 @@ def test_ctc_heads_learn_planted_sequences(tmp_path, corpus, config, task):
     rows = labelled_rows(pd.read_csv(manifest, sep="\t", keep_default_na=False), spec, "test")
     refs = rows[spec.column].tolist()
     models, codec, _ = load_head(head, task, "fake")
-    states = Features(features, "fake", NORMALISE).states([f"{u}@0" for u in rows["utt_id"]], False, "test")
-    preds = predict(models[0][1], codec, states, 4)
+    test = make_split(Features(features, "fake", NORMALISE), [f"{u}@0" for u in rows["utt_id"]], refs, False, "test")
+    preds = predict([models[0][1]], codec, test, 4)[0]
     assert result["per_seed"][0]["value"] == pytest.approx(jiwer.wer(refs, preds))
     if task == "asr":
         assert result["metrics"]["cer"] == pytest.approx(jiwer.cer(refs, preds))
@@ -142,3 +142,20 @@ def test_ctc_heads_learn_planted_sequences(tmp_path, corpus, config, task):
         values = [r["value"] for r in result["per_seed"]]
         assert result["value"] == pytest.approx(np.mean(values))
         assert result["std"] == pytest.approx(np.std(values, ddof=1))
+
+
+def test_head_options_travel_with_the_checkpoint(tmp_path, corpus):
+    """`downstream.tasks.asr.head` builds the head at training and again when the checkpoint is scored."""
+    manifest, features = corpus
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    cfg["teachers"]["fake"] = FAKE_TEACHER
+    options = {"hidden": 8, "proj": 4, "dropout": 0.2, "skip": False}
+    cfg["downstream"]["tasks"] = {"asr": {"steps": 4, "lr": 1e-3, "batch_size": 8, "head": options}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    head = str(tmp_path / "asr.pt")
+    train_head(str(tmp_path / "c.yaml"), "asr", "fake", features, manifest, head)
+    models, _, ckpt = load_head(head, "asr", "fake")
+    assert ckpt["head_options"] == options
+    assert models[0][1].head.out.in_features == 16 and models[0][1].head.proj.out_features == 4
+    score(str(tmp_path / "c.yaml"), "asr", "fake", "clean", head, features, manifest, str(tmp_path / "s.json"))
+    assert json.loads((tmp_path / "s.json").read_text())["n"] == 9

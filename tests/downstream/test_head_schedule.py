@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from pipeline.downstream.data import Split, in_memory
 from pipeline.downstream.featurizer import WeightedSum
 from pipeline.downstream.heads import DownstreamModel
-from pipeline.downstream.run import EVALS_PER_RUN, Split, _fit
+from pipeline.downstream.run import EVALS_PER_RUN, _fit
 from pipeline.downstream.tasks import get_task
 from pipeline.report.convergence import convergence_table
 
@@ -24,7 +25,7 @@ def _split(n: int, seed: int, signal: bool) -> Split:
         if signal:
             x[0, 1, int(label)] += 3.0
         states.append(x)
-    return Split(states, labels)
+    return in_memory([f"u{i}" for i in range(n)], labels, states)
 
 
 def _fit_ks(settings: dict, signal_dev: bool = True):

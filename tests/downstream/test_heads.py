@@ -53,3 +53,26 @@ def test_bilstm_head_equals_a_packed_bidirectional_lstm():
     alone = head(x[1:2, :4], torch.ones(1, 4, dtype=torch.bool))
     torch.testing.assert_close(alone[0], full[1, :4])
     assert full.shape == (3, 9, 5)
+
+
+def test_superb_asr_head_from_options():
+    """s3prl's ASR head: Linear(D, 1024) -> 2 BiLSTM layers of 1024 per direction -> Linear, no skip."""
+    head = TASKS["asr"].head(768, 30, {"hidden": 1024, "proj": 1024, "dropout": 0.2, "skip": False})
+    assert head.proj.out_features == 1024 and head.forward_lstms[1].hidden_size == 1024
+    assert head.out.in_features == 2 * 1024 and head.drop.p == 0.2
+    assert TASKS["asr"].head(16, 7).out.in_features == 2 * 64 + 64  # the default keeps its skip
+
+
+def test_unknown_head_options_are_refused_with_the_allowed_ones():
+    import pytest
+
+    from pipeline.checks import check_config
+    from pipeline.config import ConfigError
+
+    with pytest.raises(ValueError, match=r"\['units'\] are not options of the asr head BiLSTMCTC .*'hidden'"):
+        TASKS["asr"].head(16, 7, {"units": 3})
+    cfg = {"seed": 0, "corpus": {"synthetic": {"voices": 1, "keyword": 0, "command": 0, "sentence": 1}},
+           "views": {}, "teachers": {"t": {"kind": "fbank"}}, "cache": {}, "students": {},
+           "downstream": {"tasks": {"pr": {"steps": 1, "lr": 1.0, "head": {"hidden": 8}}}}}
+    with pytest.raises(ConfigError, match=r"downstream.tasks.pr.head: \['hidden'\] are not options of the pr head"):
+        check_config(cfg)

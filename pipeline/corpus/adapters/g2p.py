@@ -2,7 +2,8 @@
 
 Lexicon files: CMUdict (`WORD  AH0 B ...`, `;;;` comments, variants `WORD(2)`) and LibriSpeech's
 `librispeech-lexicon.txt` (`WORD<TAB>AH0 B ...`) share one format: a word, then its phones. The first
-pronunciation of a word is used; stress digits are dropped unless asked for (SUPERB PR's 39 phones).
+pronunciation of a word is used; stress digits are dropped (39 phones) unless asked for (`keep_stress`: s3prl's
+SUPERB PR, downstream/ctc/vocab/phoneme.txt, keeps them).
 espeak-ng: one utterance per input line, many lines per call; its output, tokenised exactly as
 `pipeline.corpus.text.ipa_phones`, equals a call per utterance (checked in the tests). Lines longer than
 MAX_WORDS are phonemised in chunks of at most MAX_WORDS words, since espeak-ng splits long clauses itself.

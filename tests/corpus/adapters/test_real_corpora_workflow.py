@@ -25,6 +25,7 @@ from adapter_fixtures import (
     make_speech_commands,
     make_voxceleb1,
     write_audio,
+    write_lexicon,
 )
 
 from pipeline import cli
@@ -69,6 +70,15 @@ def test_paper_config_is_valid_and_paper_sized():
     subsets = cfg["corpus"]["datasets"]["librispeech"]["options"]["subsets"]["train"]
     assert subsets == ["train-clean-100", "train-clean-360", "train-other-500"]
     assert "synthetic" not in cfg["corpus"] and cfg["corpus"]["distill"] == "librispeech"
+    # SUPERB PR and ASR: train-clean-100 / dev-clean / test-clean, phones from a lexicon, s3prl's recipes
+    superb = cfg["corpus"]["datasets"]["librispeech_100"]["options"]
+    assert superb["subsets"] == {"train": ["train-clean-100"], "dev": ["dev-clean"], "test": ["test-clean"]}
+    assert superb["phones"] == "lexicon" and superb["lexicon"] and superb["keep_stress"] is True
+    assert cfg["corpus"]["tasks"]["pr"] == cfg["corpus"]["tasks"]["asr"] == "librispeech_100"
+    tasks = cfg["downstream"]["tasks"]
+    assert tasks["pr"].items() >= {"steps": 100000, "lr": 1e-2, "batch_size": 32}.items()
+    assert tasks["asr"].items() >= {"steps": 200000, "lr": 1e-4, "batch_size": 32}.items()
+    assert tasks["asr"]["head"] == {"hidden": 1024, "proj": 1024, "dropout": 0.2, "skip": False}
 
 
 @pytest.mark.parametrize("change,message", [
@@ -100,11 +110,13 @@ def test_adapter_options_and_names_are_checked():
 
 def test_layout_routes_students_tasks_and_noise_to_real_corpora():
     L = Layout(check_config(_paper()))
-    assert L.corpora == ["librispeech", "speech_commands", "fluent_speech_commands", "voxceleb1", "iemocap", "musan"]
+    assert L.corpora == ["librispeech", "librispeech_100", "speech_commands", "fluent_speech_commands", "voxceleb1",
+                         "iemocap", "musan"]
     assert L.manifest("voxceleb1") == "R/corpus/voxceleb1/manifest.tsv"
     assert (L.num_shards("librispeech"), L.num_shards("iemocap")) == (240, 4)
     assert L.student_corpus("distilhubert_wavlm") == "librispeech"
     assert L.task_source("sid", "ood") == ("voxceleb1", "ood") and L.task_source("ks", "clean")[0] == "speech_commands"
+    assert L.task_source("pr", "clean") == L.task_source("asr", "clean") == ("librispeech_100", "clean")
     assert L.views("iemocap") == ["clean", "indomain", "ood"] and L.views("musan") == ["clean"]
     assert L.noise_inputs() == {"babble": "R/corpus/librispeech/manifest.tsv", "musan": "R/corpus/musan/manifest.tsv"}
     default = Layout(check_config(yaml.safe_load((ROOT / "config.yaml").read_text())))
@@ -262,6 +274,8 @@ def _fixture_config(tmp_path: Path) -> dict:
             spec["shards"] = 3 if name == "librispeech" else 2  # fewer jobs to list; the counts follow the config
     sc = cfg["corpus"]["datasets"]["speech_commands"]["options"]
     sc["test_dir"] = str(tmp_path / sc["test_dir"])
+    superb = cfg["corpus"]["datasets"]["librispeech_100"]["options"]
+    superb["lexicon"] = str(write_lexicon(tmp_path / superb["lexicon"]))
     return cfg
 
 
@@ -309,7 +323,7 @@ def test_paper_config_dry_run_job_graph(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", proc.stdout, re.M) if m[1] != "total"}
     assert counts == expected_jobs(cfg)
-    assert counts["extract_teacher"] == 2 * (3 + 4 * 3 * 2)  # LibriSpeech clean + 4 task corpora x 3 views
+    assert counts["extract_teacher"] == 2 * (3 + 5 * 3 * 2)  # LibriSpeech clean + 5 task corpora x 3 views
     assert "synthesize" not in counts and "prepare_asterisk" not in counts
     assert not (tmp_path / "results" / "corpus").exists()  # a dry run prepares nothing
     for name in ("librispeech", "voxceleb1", "musan"):
