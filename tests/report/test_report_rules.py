@@ -63,7 +63,8 @@ def test_deleting_report_outputs_reruns_only_report_rules(finished_run: Path) ->
 
 
 def _fake_results(work: Path, layout: Layout, cfg: dict) -> None:
-    """Plausible result files in place of the placeholders: scores, student configs and curves, indexes."""
+    """Plausible result files in place of the placeholders: scores, student configs, curves and export runtimes,
+    indexes."""
     for i, path in enumerate(layout.scores()):
         up, task, cond = Path(path).parts[-3], Path(path).parts[-2], Path(path).stem
         metric = {"pr": "per", "asr": "wer"}.get(task, "acc")
@@ -84,6 +85,8 @@ def _fake_results(work: Path, layout: Layout, cfg: dict) -> None:
             "input_view": spec["input_view"], "target_view": spec["target_view"], "options": spec.get("options", {}),
             "train": spec.get("train", {}), "train_seconds": 50.0}))
         (work / layout.student(name, "curve.tsv")).write_text("step\ttrain_loss\n0\t2.0\n100\t1.0\n200\t0.5\n")
+        (work / layout.export_runtime(name)).write_text(json.dumps({
+            "student": name, "onnx_bytes": 29_000_000, "torch_rtf": 0.02, "onnx_rtf": 0.01}))
     for index in (work / "results/cache").glob("*/*/*/index.tsv"):
         index.write_text(f"key\tstore\trow\tstart\tframes\nu1@0\t{index.parent}/missing.zarr\t0\t0\t100\n")
 
