@@ -8,10 +8,8 @@ keys shared), domain labels from the view plans, k-means cluster ids, transcript
 from __future__ import annotations
 
 import json
-import queue
-import threading
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Protocol
 
@@ -19,6 +17,7 @@ import numpy as np
 import torch
 
 from pipeline.cache.index import FeatureCache
+from pipeline.readahead import ReadAhead
 from pipeline.students.frontend import RECEPTIVE_FIELD, conv_frames
 
 HOP = 320  # samples per 50 Hz frame
@@ -365,7 +364,13 @@ class BatchSource(Protocol):
     def next(self, batch_size: int) -> Batch: ...
 
 
-class Prefetcher:
+def _draws(source: BatchSource, batch_size: int) -> Iterator[tuple[Batch, dict[str, Any]]]:
+    """Endless batches of `source`, each with the sampler state after it."""
+    while True:
+        yield source.next(batch_size), source.rng.bit_generator.state
+
+
+class Prefetcher(ReadAhead[tuple[Batch, dict[str, Any]]]):
     """Draws `source`'s next batch in a background thread while the caller trains on the current one.
 
     The batches and their order are exactly the synchronous ones (one thread draws them, in order, from the
@@ -375,41 +380,9 @@ class Prefetcher:
     def __init__(self, source: BatchSource, batch_size: int, depth: int = 1) -> None:
         self.source, self.batch_size = source, batch_size
         self.rng_state: dict[str, Any] = source.rng.bit_generator.state
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._work, name="batch-prefetch", daemon=True)
-        self._thread.start()
-
-    def _work(self) -> None:
-        while not self._stop.is_set():
-            try:
-                item: Any = (self.source.next(self.batch_size), self.source.rng.bit_generator.state)
-            except BaseException as err:  # handed to the caller, raised there
-                item = err
-            while not self._stop.is_set():
-                try:
-                    self._queue.put(item, timeout=0.1)
-                    break
-                except queue.Full:  # the caller has not taken the previous batch yet
-                    continue
-            if isinstance(item, BaseException):
-                return
+        super().__init__(_draws(source, batch_size), depth, "batch-prefetch")
 
     def next(self) -> Batch:
         """The next batch (waits only if the thread has not finished drawing it)."""
-        item = self._queue.get()
-        if isinstance(item, BaseException):
-            raise item
-        batch, self.rng_state = item
+        batch, self.rng_state = self.__next__()
         return batch
-
-    def close(self) -> None:
-        """Stop the thread (it finishes the batch it is drawing)."""
-        self._stop.set()
-        self._thread.join()
-
-    def __enter__(self) -> Prefetcher:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
