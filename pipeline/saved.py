@@ -6,12 +6,13 @@ containers and nothing else, so a file planted in a shared results tree cannot r
 
 from __future__ import annotations
 
-import os
 import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from pipeline.atomic import atomic_path
 
 
 class UnsafeFileError(RuntimeError):
@@ -20,14 +21,8 @@ class UnsafeFileError(RuntimeError):
 
 def save_atomic(obj: dict[str, Any], path: str | Path) -> None:
     """torch.save to a temporary name beside `path`, then rename: a failed save (disk full) leaves no partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def load_saved(path: str | Path, what: str, todo: str, map_location: Any = "cpu") -> Any:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from pipeline.atomic import atomic_path
 from pipeline.cache.index import FeatureCache
 from pipeline.distill.data import utt_of
 
@@ -95,11 +95,8 @@ def fit_codebook(config: str, teacher: str, features: str, manifest: str, k: int
               "offsets": np.asarray(offsets, np.int64),
               "ids": np.concatenate(all_ids).astype(np.int16 if k <= 32767 else np.int32),
               "fingerprint": np.array(json.dumps(fingerprint, sort_keys=True))}
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    with atomic_path(out, suffix=".npz") as tmp:
+        np.savez(tmp, **arrays)
     usage = np.bincount(arrays["ids"].astype(np.int64), minlength=k)
     log.info("%s: k=%d on %d frames of layer %d, inertia %.1f, %d clusters used", out, k, len(fit), layer,
              kmeans.inertia_, int((usage > 0).sum()))

@@ -9,12 +9,12 @@ read by pandas.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
+from pipeline.atomic import atomic_path
 from pipeline.downstream.metrics import Counts
 
 COLUMNS = ["utt_id", "copy", "seed", "metric", "num", "den"]
@@ -43,11 +43,8 @@ def prediction_rows(keys: Sequence[str], seed: int, counts: dict[str, Counts]) -
 
 def write_predictions(frame: pd.DataFrame, path: str | Path) -> None:
     """Write atomically (temporary name, then rename): a killed job leaves no half file under the real name."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    frame[COLUMNS].to_csv(tmp, sep="\t", index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        frame[COLUMNS].to_csv(tmp, sep="\t", index=False)
 
 
 def read_predictions(path: str | Path) -> pd.DataFrame:

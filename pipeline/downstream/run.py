@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
 import statistics
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from pipeline.atomic import write_text_atomic
 from pipeline.cache.extract import expected_fingerprint
 from pipeline.config import load_config
 from pipeline.corpus.manifest import read_manifest
@@ -264,7 +264,7 @@ def _score(spec: Task, settings: dict[str, Any], ckpt: dict[str, Any], head: str
 def _write_score(result: dict[str, Any], predictions: pd.DataFrame, out: str | Path) -> None:
     """The score JSON at `out` and its predictions file beside it (`prediction_path`)."""
     write_predictions(predictions, prediction_path(out))
-    _write_json_atomic(result, Path(out))
+    write_text_atomic(out, json.dumps(result, indent=1) + "\n")
 
 
 def score(config: str, task: str, upstream: str, condition: str, head: str, features: str, manifest: str,
@@ -330,13 +330,6 @@ def _threads(threads: int) -> None:
 def _save_head(ckpt: dict[str, Any], out: Path) -> None:
     save_atomic(ckpt, out)
     _write_curves(ckpt, out)
-
-
-def _write_json_atomic(obj: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    os.replace(tmp, path)
 
 
 def _write_curves(ckpt: dict[str, Any], out: Path) -> None:

