@@ -45,6 +45,7 @@ class Layout:
             + list(self.datasets)
         self.distill_corpus: str = corpus.get("distill", "synthetic")
         self.shards = config["views"]["shards"]
+        self.exports: bool = config.get("export", True)
 
     def write_resolved(self) -> str:
         """Write the validated config (defaults filled, --config overrides applied) for the rules to read.
@@ -227,19 +228,35 @@ class Layout:
         """(corpus, view) pairs `upstream`'s heads train on (train and dev splits): each task corpus's clean view."""
         return {self.task_source(t, "clean") for t in self.evaluations().get(upstream, [])}
 
+    def distilled_from(self, upstream: str, corpus: str, view: str) -> bool:
+        """Whether a student distils from `upstream`'s (corpus, view) features (its target view): read in full."""
+        from pipeline.distill.inputs import teacher_list
+
+        return any(upstream in teacher_list(spec["teacher"])
+                   and (self.student_corpus(name), spec.get("target_view", "clean")) == (corpus, view)
+                   for name, spec in self.cfg["students"].items())
+
     def scored_only(self, upstream: str, corpus: str, view: str) -> bool:
         """Whether only the test split of `upstream`'s (corpus, view) features is ever read: it is scored, no
         head trains on it and no student distils from it (its target view), so extraction can skip the other
         splits. A source nothing in the config reads (asked for by hand) is extracted whole."""
         if (corpus, view) not in self.feature_sources(upstream) or (corpus, view) in self.head_sources(upstream):
             return False
-        from pipeline.distill.inputs import teacher_list
+        return not self.distilled_from(upstream, corpus, view)
 
-        for name, spec in self.cfg["students"].items():
-            source = (self.student_corpus(name), spec.get("target_view", "clean"))
-            if upstream in teacher_list(spec["teacher"]) and source == (corpus, view):
-                return False
-        return True
+    def extraction_subset(self, upstream: str, corpus: str, view: str) -> dict[str, list[str]] | None:
+        """The part of `upstream`'s (corpus, view) features that evaluation reads, when it is not all of it:
+        the utterances (`splits`: ["test"] where only scored, else every split) labelled for one of the tasks
+        read from this source (`labels`: their manifest columns), e.g. commands alone for an upstream scored on
+        intents alone. None (extract in full) where a student distils from it or nothing in the config reads it."""
+        if (corpus, view) not in self.feature_sources(upstream) or self.distilled_from(upstream, corpus, view):
+            return None
+        from pipeline.downstream.tasks import get_task
+
+        tasks = [t for t in self.evaluations()[upstream]
+                 if (corpus, view) in {self.task_source(t, c) for c in ["clean", *self.conditions(t)]}]
+        splits = ["test"] if self.scored_only(upstream, corpus, view) else []
+        return {"splits": splits, "labels": sorted({get_task(t).column for t in tasks})}
 
     def feature_shards(self, upstream: str) -> list[tuple[str, str, int]]:
         """(corpus, view, shard) of every store of those sources."""
@@ -256,15 +273,16 @@ class Layout:
 
     def report_inputs(self) -> dict[str, list[str]]:
         """What the report reads: score JSONs and the predictions beside them, and each student's config.json,
-        distillation curve and export runtime (ONNX size, real-time factors)."""
+        distillation curve and (when `export` is on) export runtime (ONNX size, real-time factors)."""
         students = list(self.cfg["students"])
         return {"scores": self.scores(), "predictions": self.prediction_files(),
                 "students": [self.student(s, "config.json") for s in students],
                 "curves": [self.student(s, "curve.tsv") for s in students],
-                "runtimes": [self.export_runtime(s) for s in students]}
+                "runtimes": [self.export_runtime(s) for s in students] if self.exports else []}
 
     def all_outputs(self) -> list[str]:
         students = [self.student(s, f) for s in self.cfg["students"] for f in ("model.safetensors", "curve.png")]
-        exports = [f for s in self.cfg["students"] for f in (*self.export_files(s), self.export_card(s))]
+        exports = [f for s in self.cfg["students"] for f in (*self.export_files(s), self.export_card(s))
+                   if self.exports]
         return (students + exports + self.scores() + self.prediction_files()
                 + [self.report(f) for f in (*REPORT_FILES, "report.html")])

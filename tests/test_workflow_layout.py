@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 
 from pipeline.config import validate_config
+from pipeline.downstream.tasks import get_task
 from pipeline.workflow import CONDITIONS, REPORT_FILES, Layout, canonical
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,6 +148,35 @@ def test_a_source_nothing_reads_is_extracted_whole():
     assert L.feature_sources("whisper_tiny") == []
     assert not any(L.scored_only("whisper_tiny", "synthetic", v) for v in ("clean", "indomain", "ood"))
     assert L.scored_only("distilhubert", "synthetic", "ood")
+
+
+def test_extraction_subset_is_what_evaluation_reads():
+    """An upstream scored on intents alone keeps the commands (labelled rows) of every view it is scored on, all
+    splits of the clean view its heads train on and the test split of the others; a teacher's target view, which
+    students distil from, is extracted in full; an upstream on every task keeps every task's labels."""
+    cfg = _cfg()
+    cfg["downstream"]["upstreams"] = ["whisper_base", "distilhubert"]
+    cfg["downstream"]["tasks"]["ic"]["upstreams"] = ["distilhubert", "text_only"]
+    cfg["students"]["text_only"] = cfg["students"]["distilhubert"]
+    L = Layout(validate_config(cfg))
+    assert L.evaluations()["text_only"] == ["ic"]
+    assert L.extraction_subset("text_only", "synthetic", "clean") == {"splits": [], "labels": ["intent"]}
+    for view in ("indomain", "ood"):
+        assert L.extraction_subset("text_only", "synthetic", view) == {"splits": ["test"], "labels": ["intent"]}
+    every = sorted(get_task(t).column for t in L.evaluations()["distilhubert"])
+    assert set(every) == {"keyword", "intent", "speaker", "style", "phones", "text"}
+    assert L.extraction_subset("distilhubert", "synthetic", "ood") == {"splits": ["test"], "labels": every}
+    assert L.extraction_subset("whisper_base", "synthetic", "clean") is None  # students' targets
+    assert L.extraction_subset("whisper_base", "synthetic", "ood")["splits"] == ["test"]
+    assert L.extraction_subset("resemblyzer", "synthetic", "clean") is None  # nothing evaluates it: in full
+
+
+def test_export_off_leaves_exports_out_of_all_and_the_report():
+    L = Layout(_cfg(export=False))
+    outs = L.all_outputs()
+    assert not any("/export/" in f for f in outs) and L.report_inputs()["runtimes"] == []
+    assert set(L.scores()) <= set(outs) and "R/report/claims.md" in outs
+    assert Layout(_cfg()).exports and any("/export/" in f for f in Layout(_cfg()).all_outputs())
 
 
 def test_canonical_entry_ignores_key_order_only():

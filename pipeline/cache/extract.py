@@ -65,33 +65,42 @@ def _batches(store: Store, max_samples: int, keep: list[int] | None = None) -> l
 
 
 def extract_shard(config: str, upstream: str, audio: str, out: str, checkpoint: str = "",
-                  threads: int = 0, test_split_of: str = "") -> None:
+                  threads: int = 0, subset_of: str = "", splits: list[str] | None = None,
+                  labels: list[str] | None = None) -> None:
     """Hidden states (frames, layers, dim) of every utterance in view-audio store `audio` -> store `out`;
-    with `test_split_of` (a manifest), only the copies of its test utterances (a view that is only scored)."""
+    with `subset_of` (a manifest), only the copies of its utterances in `splits` that carry one of the `labels`
+    (the part of a view that evaluation reads: see Layout.extraction_subset)."""
     if threads:
         torch.set_num_threads(threads)
     cfg = load_config(config)
     model = load_upstream(upstream, upstream_spec(cfg, upstream, checkpoint), device="auto")
-    test = test_utterances(test_split_of) if test_split_of else None
-    extract_store(cfg, upstream, model, audio, out, checkpoint, test)
+    keep = subset_utterances(subset_of, splits, labels) if subset_of else None
+    extract_store(cfg, upstream, model, audio, out, checkpoint, keep)
 
 
-def test_utterances(manifest: str) -> set[str]:
-    """utt_ids of a manifest's test split."""
+def subset_utterances(manifest: str, splits: list[str] | None = None, labels: list[str] | None = None) -> set[str]:
+    """utt_ids of a manifest's rows in `splits` (every split if None) with a non-empty value in one of the
+    `labels` columns (every row if None or if the manifest lacks one: evaluation then names the missing column)."""
     from pipeline.corpus.manifest import read_manifest
 
-    return set(read_manifest(manifest).query("split == 'test'")["utt_id"])
+    rows = read_manifest(manifest)
+    if splits:
+        rows = rows[rows["split"].isin(splits)]
+    if labels and all(col in rows.columns for col in labels):
+        rows = rows[rows[labels].astype(str).apply(lambda col: col.str.strip() != "").any(axis=1)]
+    return set(rows["utt_id"])
 
 
 def extract_store(cfg: dict[str, Any], upstream: str, model: Upstream, audio: str, out: str, checkpoint: str,
-             test: set[str] | None = None) -> None:
+             keep: set[str] | None = None) -> None:
     """One view-audio store through a loaded `model` into feature store `out` (atomic: complete or absent);
-    with `test`, only the copies of those utterances."""
+    with `keep`, only the copies of those utterances (all of them if the shard holds none, as a store is never
+    empty)."""
     source = Store(audio, expect={"kind": "view_audio"})
     fingerprint = {**expected_fingerprint(cfg, upstream, model, source.fingerprint, checkpoint),
                    "num_params": sum(p.numel() for p in model.parameters())}
-    keep = None if test is None else [i for i, key in enumerate(source.ids) if key.rsplit("@", 1)[0] in test]
-    groups = _batches(source, int(cfg["cache"]["batch_seconds"] * 16000), keep or None)  # a store is never empty
+    chosen = None if keep is None else [i for i, key in enumerate(source.ids) if key.rsplit("@", 1)[0] in keep]
+    groups = _batches(source, int(cfg["cache"]["batch_seconds"] * 16000), chosen or None)  # a store is never empty
     dtype = getattr(torch, cfg["cache"]["dtype"])  # cast in torch: numpy's float32 -> float16 is ~8x slower here
     with StoreWriter(out, fingerprint, cfg["cache"]["dtype"], cfg["cache"]["compression"]) as writer:
         for group in tqdm(groups, desc=f"extract {upstream}", unit="batch", mininterval=5):

@@ -105,7 +105,7 @@ def build(scores: Sequence[str], out: Path, config: str | None) -> None:
         text_table(infos, lookup, conditions),
     ]
     if cfg is not None:
-        runtimes = {s: read_runtime(layout.export_runtime(s)) for s in students}
+        runtimes = {s: read_runtime(layout.export_runtime(s)) if layout.exports else {} for s in students}
         tables += cost_tables(extraction, infos, records, runtimes)
     else:
         tables += [Table(n, t, [], notes=["needs the run's config (python -m pipeline report --config ...)"])

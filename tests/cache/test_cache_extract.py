@@ -149,6 +149,25 @@ def test_batches_group_by_samples(tmp_path):
     assert len(groups) < len(store)  # some grouping happens at this limit
 
 
+def test_subset_utterances_keeps_labelled_rows_of_the_splits(tmp_path):
+    """Rows of the asked splits with a label in any asked column (blank = unlabelled); a column the manifest lacks
+    filters nothing (evaluation names it)."""
+    from pipeline.cache.extract import subset_utterances
+    from pipeline.corpus.manifest import write_manifest
+
+    rows = [{"utt_id": f"u{i}", "path": "x.wav", "num_samples": 16000, "sample_rate": 16000, "speaker": "a",
+             "split": ["train", "dev", "test"][i % 3], "keyword": "yes" if i < 4 else "",
+             "intent": "lights_on" if i in (4, 5) else " "} for i in range(9)]
+    manifest = tmp_path / "m.tsv"
+    write_manifest(pd.DataFrame(rows), manifest)
+    assert subset_utterances(str(manifest)) == {f"u{i}" for i in range(9)}
+    assert subset_utterances(str(manifest), ["test"]) == {"u2", "u5", "u8"}
+    assert subset_utterances(str(manifest), labels=["keyword"]) == {"u0", "u1", "u2", "u3"}
+    assert subset_utterances(str(manifest), labels=["intent"]) == {"u4", "u5"}
+    assert subset_utterances(str(manifest), ["test", "dev"], ["keyword", "intent"]) == {"u1", "u2", "u4", "u5"}
+    assert subset_utterances(str(manifest), ["test"], ["keyword", "emotion"]) == {"u2", "u5", "u8"}
+
+
 def test_upstream_spec():
     cfg = {"teachers": {"t": {"kind": "hf"}}, "students": {"s": {}}}
     assert upstream_spec(cfg, "t") == {"kind": "hf"}
@@ -161,8 +180,8 @@ def test_upstream_spec():
 
 def test_extract_upstream_writes_every_evaluated_store_like_extract_shard(tmp_path):
     """One process, one model load: the stores and indexes an upstream's evaluation reads (Layout's paths),
-    each equal to what the per-shard verb writes from the same view audio; views that are only scored hold
-    the test split alone."""
+    each equal to what the per-shard verb writes from the same view audio: the utterances labelled for its one
+    task (KS), and of views that are only scored the test split alone."""
     from pipeline.cache.index import FeatureCache
     from pipeline.config import load_config
     from pipeline.corpus.manifest import write_manifest
@@ -186,7 +205,8 @@ def test_extract_upstream_writes_every_evaluated_store_like_extract_shard(tmp_pa
         Path(layout.view_store(corpus, view, shard)).parent.mkdir(parents=True, exist_ok=True)
         _audio(Path(layout.view_store(corpus, view, shard)), n=3, seed=shard, prefix=f"s{shard}-")
     rows = [{"utt_id": f"s{shard}-{i}", "path": "x.wav", "num_samples": 16000, "sample_rate": 16000,
-             "split": "test" if i == 0 else "train", "speaker": "a"} for shard in (0, 1) for i in range(3)]
+             "split": "test" if i == 0 else "train", "speaker": "a", "keyword": "yes" if i < 2 else ""}
+            for shard in (0, 1) for i in range(3)]
     Path(layout.manifest("synthetic")).parent.mkdir(parents=True, exist_ok=True)
     write_manifest(pd.DataFrame(rows), layout.manifest("synthetic"))
 
@@ -195,7 +215,9 @@ def test_extract_upstream_writes_every_evaluated_store_like_extract_shard(tmp_pa
         alone = tmp_path / f"alone-{view}-{shard}.zarr"
         extract_shard(str(config), "tiny", layout.view_store(corpus, view, shard), str(alone))
         got, ref = Store(layout.feature_store("tiny", corpus, view, shard)), Store(alone)
-        want = ref.ids if view == "clean" else [f"s{shard}-0@0"]  # scored-only view: its test utterance
+        want = [f"s{shard}-0@0"]  # scored-only view: its test utterance; the clean view: every labelled one
+        want += [f"s{shard}-1@0"] if view == "clean" else []
+        assert len(ref.ids) == 3
         assert sorted(got.ids) == sorted(want)
         assert got.fingerprint == ref.fingerprint
         for key in want:
@@ -203,8 +225,8 @@ def test_extract_upstream_writes_every_evaluated_store_like_extract_shard(tmp_pa
         if view != "clean":  # a teacher's scored-only shard (rule extract_teacher) holds the same keys
             subset = tmp_path / f"test-{view}-{shard}.zarr"
             extract_shard(str(config), "tiny", layout.view_store(corpus, view, shard), str(subset),
-                          test_split_of=layout.manifest(corpus))
+                          subset_of=layout.manifest(corpus), splits=["test"], labels=["keyword"])
             assert Store(subset).ids == got.ids
             np.testing.assert_array_equal(Store(subset).get(want[0]), ref.get(want[0]))
-    assert len(FeatureCache.open(layout.feature_index("tiny", "synthetic", "clean")).keys) == 6
+    assert len(FeatureCache.open(layout.feature_index("tiny", "synthetic", "clean")).keys) == 4
     assert len(FeatureCache.open(layout.feature_index("tiny", "synthetic", "indomain")).keys) == 2

@@ -173,7 +173,7 @@ def test_student_on_a_scored_only_view_re_extracts_that_view_in_full(run: Path) 
     (run / "config3.yaml").write_text(yaml.safe_dump(config))
     dry = snakemake(run, "-n", "-p", "all", "--configfile", str(run / "config3.yaml")).stdout
     assert job_counts(dry).get("extract_teacher") == layout.num_shards("synthetic"), dry[-3000:]
-    assert "--test-split-of" not in dry and "ood/shard0.zarr" in dry
+    assert "--subset-of" not in dry and "ood/shard0.zarr" in dry
 
 
 def test_up_to_date_after_run(run: Path) -> None:

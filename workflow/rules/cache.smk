@@ -1,12 +1,13 @@
 # Stage 1b: each teacher runs once per (corpus, view, shard); students are cached the same way for
-# downstream evaluation. A (corpus, view) that is only scored (no head trains on it, no student distils from it)
-# is extracted for its test split alone. One writer per zarr store; an index TSV per (upstream, corpus, view).
+# downstream evaluation. A (corpus, view) no student distils from is extracted for the utterances evaluation reads
+# (Layout.extraction_subset): those labelled for the tasks scored on it, and its test split alone where only scored.
+# One writer per zarr store; an index TSV per (upstream, corpus, view).
 
 
 rule extract_teacher:
     input:
         audio=L.view_store("{corpus}", "{view}", "{shard}"),
-        manifest=teacher_test_manifest,  # a view only scored for this teacher: its test split alone
+        manifest=subset_manifest,  # which utterances evaluation reads, where no student distils from the view
         features=precomputed_features,  # kind precomputed: the HDF5 features it copies
         model=lambda w: L.teacher_files(w.teacher),  # a student's export as teacher: wait for it
     output:
@@ -22,7 +23,7 @@ rule extract_teacher:
     params:
         config=CONFIG_FILE,
         spec=lambda w: canonical(L.extraction_spec(w.teacher)),  # editing the teacher's entry reruns its extraction
-        subset=lambda w, input: f"--test-split-of {input.manifest}" if input.manifest else "",
+        subset=subset_flags,
     conda:
         "../../envs/pipeline.yaml"
     shell:
@@ -52,6 +53,8 @@ for _student in [s for s in config["students"] if s in L.evaluations()]:
             config=CONFIG_FILE,
             upstream=_student,
             checkpoint=lambda w, input: os.path.dirname(input.model),
+            # which utterances each source holds: when the tasks scored on it change, the student is re-extracted
+            subset=canonical([L.extraction_subset(_student, *s) for s in L.feature_sources(_student)]),
         threads: 1
         resources:
             mem_mb=4000,

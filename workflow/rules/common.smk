@@ -34,11 +34,21 @@ def evaluate_inputs(upstream, wildcards):
             "manifests": sorted({L.manifest(corpus) for corpus, _ in sources})}
 
 
-def teacher_test_manifest(wildcards):
-    """The corpus manifest whose test split is all a teacher extracts of a scored-only view; else nothing."""
-    if L.scored_only(wildcards.teacher, wildcards.corpus, wildcards.view):
-        return L.manifest(wildcards.corpus)
-    return []
+def subset_manifest(wildcards):
+    """The corpus manifest that says which utterances a teacher's view is extracted for (Layout.extraction_subset);
+    nothing where it is extracted in full."""
+    if L.extraction_subset(wildcards.teacher, wildcards.corpus, wildcards.view) is None:
+        return []
+    return L.manifest(wildcards.corpus)
+
+
+def subset_flags(wildcards, input):
+    """`python -m pipeline extract` flags for that subset: --subset-of, --splits, --labels."""
+    subset = L.extraction_subset(wildcards.teacher, wildcards.corpus, wildcards.view)
+    if subset is None:
+        return ""
+    splits = f" --splits {' '.join(subset['splits'])}" if subset["splits"] else ""
+    return f"--subset-of {input.manifest}{splits} --labels {' '.join(subset['labels'])}"
 
 
 def precomputed_features(wildcards):
