@@ -69,6 +69,14 @@ def _check_names(config: dict[str, Any]) -> None:
             if up not in upstreams:
                 raise ConfigError(f"config: {key} names '{up}', not a teacher or student "
                                   f"(known: {sorted(upstreams)})")
+    conditions = downstream.get("conditions", ["clean", "indomain", "ood", "real"])
+    for up, wanted in downstream.get("upstream_conditions", {}).items():
+        key = f"downstream.upstream_conditions.{up}"
+        if up not in upstreams:
+            raise ConfigError(f"config: {key}: '{up}' is not a teacher or student (known: {sorted(upstreams)})")
+        if extra := sorted(set(wanted) - set(conditions)):
+            raise ConfigError(f"config: {key} names {extra}, not in downstream.conditions {conditions}: add them "
+                              "there or drop them here")
 
 
 def load_config(path: str | Path) -> dict[str, Any]:

@@ -187,12 +187,16 @@ class Layout:
     def report(self, file: str) -> str:
         return f"{self.root}/report/{file}"
 
-    def conditions(self, task: str) -> list[str]:
-        """Conditions a task is scored on: 'real' only where the real corpus has the task's labels in the same
-        label set (tasks on the synthetic corpus; ASR text on any corpus)."""
+    def conditions(self, task: str, upstream: str | None = None) -> list[str]:
+        """Conditions a task is scored on (for `upstream`, those of downstream.upstream_conditions.<upstream>
+        where set): 'real' only where the real corpus has the task's labels in the same label set (tasks on the
+        synthetic corpus; ASR text on any corpus)."""
         from pipeline.downstream.tasks import get_task
 
-        wanted = self.cfg["downstream"].get("conditions", list(CONDITIONS))
+        ds = self.cfg["downstream"]
+        wanted = ds.get("conditions", list(CONDITIONS))
+        if upstream in ds.get("upstream_conditions", {}):
+            wanted = [c for c in wanted if c in ds["upstream_conditions"][upstream]]
         column = get_task(task).column
         same_labels = self.task_corpus(task) == "synthetic" or column == "text"
         real_ok = "asterisk" in self.corpora and column in REAL_LABELS and same_labels
@@ -222,7 +226,7 @@ class Layout:
         """(corpus, view) pairs whose features `upstream`'s evaluation reads: each task corpus's clean view
         (head training) and the source of every scored condition."""
         tasks = self.evaluations().get(upstream, [])
-        return sorted({self.task_source(t, c) for t in tasks for c in ["clean", *self.conditions(t)]})
+        return sorted({self.task_source(t, c) for t in tasks for c in ["clean", *self.conditions(t, upstream)]})
 
     def head_sources(self, upstream: str) -> set[tuple[str, str]]:
         """(corpus, view) pairs `upstream`'s heads train on (train and dev splits): each task corpus's clean view."""
@@ -254,7 +258,7 @@ class Layout:
         from pipeline.downstream.tasks import get_task
 
         tasks = [t for t in self.evaluations()[upstream]
-                 if (corpus, view) in {self.task_source(t, c) for c in ["clean", *self.conditions(t)]}]
+                 if (corpus, view) in {self.task_source(t, c) for c in ["clean", *self.conditions(t, upstream)]}]
         splits = ["test"] if self.scored_only(upstream, corpus, view) else []
         return {"splits": splits, "labels": sorted({get_task(t).column for t in tasks})}
 
@@ -265,7 +269,7 @@ class Layout:
     def scores(self, upstream: str | None = None) -> list[str]:
         """Every score JSON of the run (or of one upstream)."""
         return [self.score(up, task, cond) for up, tasks in self.evaluations().items()
-                if upstream in (None, up) for task in tasks for cond in self.conditions(task)]
+                if upstream in (None, up) for task in tasks for cond in self.conditions(task, up)]
 
     def prediction_files(self, upstream: str | None = None) -> list[str]:
         """The predictions file beside every score JSON of the run (or of one upstream), in `scores` order."""

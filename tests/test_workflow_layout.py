@@ -4,9 +4,10 @@ import copy
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
-from pipeline.config import validate_config
+from pipeline.config import ConfigError, validate_config
 from pipeline.downstream.tasks import get_task
 from pipeline.workflow import CONDITIONS, REPORT_FILES, Layout, canonical
 
@@ -169,6 +170,31 @@ def test_extraction_subset_is_what_evaluation_reads():
     assert L.extraction_subset("whisper_base", "synthetic", "clean") is None  # students' targets
     assert L.extraction_subset("whisper_base", "synthetic", "ood")["splits"] == ["test"]
     assert L.extraction_subset("resemblyzer", "synthetic", "clean") is None  # nothing evaluates it: in full
+
+
+def test_upstream_conditions_narrow_what_is_scored_and_extracted():
+    """A student scored on clean speech alone has clean scores only, reads (and extracts) no distorted view, and
+    leaves every other upstream's conditions as they were."""
+    cfg = _cfg()
+    cfg["downstream"]["upstream_conditions"] = {"lstm_kd": ["clean"]}
+    L, full = Layout(validate_config(cfg)), Layout(_cfg())
+    assert {Path(s).stem for s in L.scores("lstm_kd")} == {"clean"}
+    assert {Path(s).stem for s in full.scores("lstm_kd")} == {"clean", "indomain", "ood", "real"}
+    assert L.feature_sources("lstm_kd") == [("synthetic", "clean")]
+    assert L.extraction_subset("lstm_kd", "synthetic", "ood") is None  # nothing reads it
+    assert L.scores("distilhubert") == full.scores("distilhubert")
+    assert set(full.scores()) - set(L.scores()) == set(full.scores("lstm_kd")) - set(L.scores("lstm_kd"))
+
+
+def test_upstream_conditions_errors_name_the_key():
+    cfg = _cfg()
+    cfg["downstream"]["upstream_conditions"] = {"nobody": ["clean"]}
+    with pytest.raises(ConfigError, match=r"downstream.upstream_conditions.nobody.*not a teacher or student"):
+        validate_config(cfg)
+    cfg["downstream"]["conditions"] = ["clean", "ood"]
+    cfg["downstream"]["upstream_conditions"] = {"lstm_kd": ["clean", "indomain"]}
+    with pytest.raises(ConfigError, match=r"upstream_conditions.lstm_kd names \['indomain'\], not in downstream"):
+        validate_config(cfg)
 
 
 def test_export_off_leaves_exports_out_of_all_and_the_report():

@@ -315,7 +315,7 @@ def evaluate(config: str, upstream: str, tasks: list[str], threads: int = 1) -> 
                       list(settings["seeds"]))
         ckpt["manifest"] = layout.manifest(layout.task_corpus(task))
         _save_head(ckpt, Path(head))
-        for condition in layout.conditions(task):
+        for condition in layout.conditions(task, upstream):
             corpus, view = layout.task_source(task, condition)
             result, predictions = _score(spec, settings, ckpt, head, condition, feats(corpus, view), manifest(corpus))
             _write_score(result, predictions, layout.score(upstream, task, condition))

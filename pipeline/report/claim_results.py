@@ -69,6 +69,8 @@ class Measurements:
         for up in upstreams:
             if up not in self.layout.upstreams(task):
                 return f"{up} is not evaluated on {task}"
+            if condition not in self.layout.conditions(task, up):
+                return f"{up} is not scored on {condition} (downstream.upstream_conditions)"
             record = self.records.get((up, task, condition))
             if record is None:
                 return f"no score of {up} on {task} {condition}"
