@@ -117,6 +117,18 @@ def test_missing_tasks_and_students_are_not_run(tmp_path):
     assert unconfigured and all(r.verdict == NOT_RUN and "config" in r.note for r in unconfigured)
 
 
+def test_conditions_an_upstream_is_not_scored_on_are_not_run(tmp_path):
+    cfg = default_config(tmp_path)
+    cfg["downstream"]["upstream_conditions"] = {"cdm_noisy": ["clean"]}
+    scores = fake_run(tmp_path, cfg)
+    rows = measure_claims(cfg, describe(cfg, {}), [json.loads(Path(p).read_text()) | {"file": p} for p in scores])
+    noisy = [r for r in rows if r.claim.key == "cdm" and r.pair.a and r.pair.a.name == "cdm_noisy"]
+    distorted, clean = [r for r in noisy if r.condition != "clean"], [r for r in rows if r.claim.key == "cdm_clean"]
+    assert len(distorted) == 6 and all(r.verdict == NOT_RUN for r in distorted)
+    assert distorted[0].note == "cdm_noisy is not scored on indomain (downstream.upstream_conditions)"
+    assert clean and all(r.verdict != NOT_RUN for r in clean)
+
+
 def test_systems_are_chosen_by_what_they_are_not_by_name(tmp_path):
     cfg = default_config(tmp_path)
     renamed = {"cdm_clean": "alpha", "distilhubert": "omega", "corr_auto": "zeta"}
