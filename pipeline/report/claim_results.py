@@ -215,6 +215,6 @@ def claims_table(rows: Sequence[ClaimRow]) -> Table:
 
 def figure_rows(rows: Sequence[ClaimRow]) -> list[dict[str, Any]]:
     """The measured rows as plain records for `figures.claims_figure`."""
-    return [{"label": f"{r.claim.key}: {r.pair.a.name} vs {r.pair.b.name}, {TASK_NAMES.get(r.task, r.task)} "
+    return [{"label": f"{r.claim.key}: {r.pair.a.label} vs {r.pair.b.label}, {TASK_NAMES.get(r.task, r.task)} "
                       f"{r.condition}", "value": r.result.value, "low": r.result.low, "high": r.result.high,
              "margin": r.claim.margin, "verdict": r.verdict} for r in rows if r.result is not None]

@@ -46,6 +46,12 @@ class System:
     def name(self) -> str:
         return "+".join(self.upstreams)
 
+    @property
+    def label(self) -> str:
+        """Short name for figures: the first replicate and how many seeds the system has."""
+        seeds = len(self.upstreams)
+        return self.upstreams[0] + (f" ({seeds} seeds)" if seeds > 1 else "")
+
 
 @dataclass(frozen=True)
 class Pair:

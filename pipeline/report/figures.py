@@ -199,6 +199,6 @@ def claims_figure(rows: list[dict], path: str | Path, not_run: int = 0) -> None:
     handles = [ax.plot([], [], color=c, lw=2.2, label=v)[0] for v, c in VERDICT_COLOURS.items()]
     ax.legend(handles=handles, fontsize=8, loc="lower right", framealpha=0.9)
     title = "The papers' claims: paired-bootstrap 95 % intervals"
-    ax.set_title(title + (f" ({not_run} rows not run, see the claims table)" if not_run else ""), fontsize=10)
+    ax.set_title(title + (f"\n({not_run} rows not run: see the claims table)" if not_run else ""), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
