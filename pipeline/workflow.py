@@ -222,11 +222,13 @@ class Layout:
                 out.setdefault(up, []).append(task)
         return out
 
+    def task_sources(self, task: str, upstream: str) -> set[tuple[str, str]]:
+        """(corpus, view) pairs `upstream`'s `task` reads: its clean view (head training) and every scored one."""
+        return {self.task_source(task, c) for c in ["clean", *self.conditions(task, upstream)]}
+
     def feature_sources(self, upstream: str) -> list[tuple[str, str]]:
-        """(corpus, view) pairs whose features `upstream`'s evaluation reads: each task corpus's clean view
-        (head training) and the source of every scored condition."""
-        tasks = self.evaluations().get(upstream, [])
-        return sorted({self.task_source(t, c) for t in tasks for c in ["clean", *self.conditions(t, upstream)]})
+        """(corpus, view) pairs whose features `upstream`'s evaluation reads, over all its tasks."""
+        return sorted(set().union(*(self.task_sources(t, upstream) for t in self.evaluations().get(upstream, []))))
 
     def head_sources(self, upstream: str) -> set[tuple[str, str]]:
         """(corpus, view) pairs `upstream`'s heads train on (train and dev splits): each task corpus's clean view."""
@@ -257,8 +259,7 @@ class Layout:
             return None
         from pipeline.downstream.tasks import get_task
 
-        tasks = [t for t in self.evaluations()[upstream]
-                 if (corpus, view) in {self.task_source(t, c) for c in ["clean", *self.conditions(t, upstream)]}]
+        tasks = [t for t in self.evaluations()[upstream] if (corpus, view) in self.task_sources(t, upstream)]
         splits = ["test"] if self.scored_only(upstream, corpus, view) else []
         return {"splits": splits, "labels": sorted({get_task(t).column for t in tasks})}
 
