@@ -126,7 +126,7 @@ def pad(states: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.stack(list(states)).float(), torch.ones(len(states), t_max, dtype=torch.bool)
     batch = torch.zeros(len(states), t_max, *states[0].shape[1:])
     for i, s in enumerate(states):
-        batch[i, : s.shape[0]] = s.float()
+        batch[i, : s.shape[0]] = s  # the copy casts float16 to float32 in place
     return batch, torch.arange(t_max) < lengths.unsqueeze(1)
 
 

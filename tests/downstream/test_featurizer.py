@@ -32,3 +32,22 @@ def test_layer_norm_normalises_each_frame_of_each_state():
 def test_float16_input_gives_float32_output():
     out = WeightedSum(2)(torch.randn(1, 3, 2, 4).half())
     assert out.dtype == torch.float32 and out.shape == (1, 3, 4)
+
+
+def test_weighted_sum_and_its_weight_gradient_match_a_per_layer_loop():
+    """Any leading shape; output and d(loss)/d(weights) equal sum_l softmax(w)_l * states[..., l, :]."""
+    torch.manual_seed(0)
+    raw = torch.tensor([0.7, -0.4, 0.1])
+    for shape in [(5, 3, 8), (2, 4, 3, 8), (0, 3, 8)]:
+        states = torch.randn(shape)
+        ws = WeightedSum(3, layer_norm=False)
+        with torch.no_grad():
+            ws.weights.copy_(raw)
+        w = raw.clone().requires_grad_(True)
+        expected = sum(torch.softmax(w, 0)[i] * states[..., i, :] for i in range(3))
+        out = ws(states)
+        torch.testing.assert_close(out, expected)
+        grad_out = torch.randn_like(out)
+        out.backward(grad_out)
+        (expected * grad_out).sum().backward()
+        torch.testing.assert_close(ws.weights.grad, w.grad)
