@@ -318,7 +318,17 @@ class DistillBatches:
 
     def next(self, batch_size: int) -> Batch:
         """A Batch of `batch_size` items (utterances drawn with replacement only when there are too few)."""
-        utts = self._draw(batch_size)
+        return self._collate(self._draw(batch_size))
+
+    def sweep(self, batch_size: int) -> list[Batch]:
+        """Every utterance once, shortest first, in batches of `batch_size` (the last may be smaller): a dev set
+        of whole utterances, the same at every evaluation."""
+        order = self.by_length
+        return [self._collate(order[s:s + batch_size]) for s in range(0, len(order), batch_size)]
+
+    def _collate(self, utts: Sequence[int]) -> Batch:
+        """The Batch of the utterances at indices `utts`: each item picked (view, copy, crop), padded."""
+        batch_size = len(utts)
         items = [self._item(self.utts[i]) for i in utts]
         self.last_picks = [pick for _, _, pick in items]  # what each row of the batch is (for checks, benchmarks)
         extras = [[e.item(pick) for _, _, pick in items] for e in self.extras]

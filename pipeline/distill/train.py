@@ -145,11 +145,15 @@ def open_sources(spec: dict, needs: Needs, audio: list[str], targets: list[str],
 def dev_batches(spec: dict, needs: Needs, audio: list[str], targets: list[str], plans: list[str], codebook: str,
                 text: str, dev_ids: list[str], crop_frames: int, seed: int, batch_size: int,
                 expect: dict[str, dict] | None = None) -> list:
-    """A fixed list of batches drawn from the dev split (its own RNG: training draws are unchanged)."""
+    """A fixed list of batches from the dev split (its own RNG: training draws are unchanged): DEV_BATCHES batches
+    of crops, or, for methods that train on whole utterances, every dev utterance once (a few dozen batches of
+    crops' worth at most: their dev split is the transcribed tenth of the corpus)."""
     if not dev_ids:
         return []
     source, _ = open_sources(spec, replace(needs, target_sample=0), audio, targets, plans, codebook, text, dev_ids,
                              crop_frames, seed + 1, expect)
+    if needs.whole_utterances:
+        return source.sweep(batch_size)
     return [source.next(batch_size) for _ in range(DEV_BATCHES)]
 
 
@@ -319,7 +323,7 @@ def train_student(config: str, student: str, manifest: str, audio: list[str], ta
             "train": train, "seed": seed, "train_seconds": round(elapsed, 1), "device": device.type,
             "steps_per_second": round(steps / max(elapsed, 1e-9), 3),
             "method_params": count_params(method), "train_utterances": len(batches.utts),
-            "init": init, **_dev_summary(curve), **method.metadata()}
+            "init": init, **_dev_summary(curve, sum(len(b.lengths) for b in dev)), **method.metadata()}
     model.eval()
     _save_artifacts(method.artifacts(), out)
     save_student(model, method.student, meta, out)
@@ -327,9 +331,9 @@ def train_student(config: str, student: str, manifest: str, audio: list[str], ta
     state_path.unlink(missing_ok=True)
 
 
-def _dev_summary(curve: list[dict]) -> dict:
+def _dev_summary(curve: list[dict], dev_items: int) -> dict:
     """The held-out dev target cosine at the end of training, and the first step where the dev cosine was
-    within 1 % of its last value (where the curve flattened)."""
+    within 1 % of its last value (where the curve flattened); `dev_items`: the crops or utterances scored."""
     dev = [(row["step"], row["dev_cos"]) for row in curve if "dev_cos" in row]
     if not dev:
         return {"dev_target_cosine": None}
@@ -337,7 +341,7 @@ def _dev_summary(curve: list[dict]) -> dict:
     flat = next(step for step, value in dev if abs(value - last) <= 0.01 * abs(last))
     final = {k: round(v, 4) for k, v in curve[-1].items() if k.startswith("dev_cos_")}
     return {"dev_target_cosine": round(last, 4), "dev_target_cosines": final, "dev_flat_step": flat,
-            "dev_crops": DEV_BATCHES}
+            "dev_items": dev_items}
 
 
 def _write_curve(curve: list[dict], out: Path, title: str) -> None:

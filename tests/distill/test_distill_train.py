@@ -375,6 +375,22 @@ def test_whole_utterance_batches_group_similar_lengths(tmp_path):
     assert len(seen) > 20  # every length range is visited
 
 
+def test_sweep_covers_every_utterance_once_shortest_first(tmp_path):
+    """The whole-utterance dev set: each utterance exactly once, by length, whole, in batches of the size asked."""
+    lengths = [4000 + 1000 * ((7 * i) % 11) for i in range(11)]  # shuffled lengths
+    audio, _ = _coded_caches(tmp_path, lengths, [0] * 11, copies=1)
+    batches = DistillBatches(audio, [], [], [f"u{u}" for u in range(11)], None, seed=0)
+    swept = batches.sweep(4)
+    assert [len(b.lengths) for b in swept] == [4, 4, 3]
+    order = [int(float(b.wav[i, 0]) // 100000) for b in swept for i in range(len(b.lengths))]
+    assert sorted(order) == list(range(11))
+    assert [lengths[u] for u in order] == sorted(lengths)
+    for b in swept:
+        for i in range(len(b.lengths)):
+            assert int(b.lengths[i]) == conv_frames(lengths[int(float(b.wav[i, 0]) // 100000)]) * HOP + 80
+    assert [int(x) for b in batches.sweep(4) for x in b.lengths] == [int(x) for b in swept for x in b.lengths]
+
+
 def test_prefetcher_hands_out_the_synchronous_batches_and_rng_states(tmp_path):
     """The background loader changes when a batch is drawn, never which: same batches, same order, and after
     each one the sampler state a synchronous loader would have (what a checkpoint saves)."""

@@ -27,6 +27,7 @@ from pipeline.corpus.views import COLUMNS as PLAN_COLUMNS
 from pipeline.distill.codebook import Codebook, fit_codebook
 from pipeline.distill.inputs import student_input_files, train_flags
 from pipeline.distill.methods import METHODS
+from pipeline.distill.train import DEV_BATCHES
 from pipeline.students.checkpoint import load_student
 from pipeline.students.frontend import conv_frames
 from pipeline.teachers.text import embed_text
@@ -199,6 +200,9 @@ def test_every_method_trains_through_the_cli(run, name):
     assert meta["num_params"] > 0 and meta["train_seconds"] > 0 and isinstance(meta["options"], dict)
     assert meta["dev_target_cosine"] == round(full["dev_cos"].iloc[-1], 4)
     assert meta["dev_flat_step"] in set(full.dropna(subset=["dev_cos"])["step"])
+    # whole-utterance students score every dev utterance once (one here); crop students DEV_BATCHES batches
+    whole = spec["method"] in ("pad", "text_metric")
+    assert meta["dev_items"] == (1 if whole else DEV_BATCHES * int(meta["train"]["batch_size"]))
     assert not (run["root"] / ".resume" / f"{name}.pt").exists()
     up = load_student(out)
     states = up.hidden_states(torch.randn(8000) * 0.1)
