@@ -320,10 +320,12 @@ class DistillBatches:
         """A Batch of `batch_size` items (utterances drawn with replacement only when there are too few)."""
         return self._collate(self._draw(batch_size))
 
-    def sweep(self, batch_size: int) -> list[Batch]:
-        """Every utterance once, shortest first, in batches of `batch_size` (the last may be smaller): a dev set
-        of whole utterances, the same at every evaluation."""
+    def sweep(self, batch_size: int, limit: int = 0) -> list[Batch]:
+        """Every utterance once (or `limit` of them, evenly spaced in length), shortest first, in batches of
+        `batch_size` (the last may be smaller): a dev set of whole utterances, the same at every evaluation."""
         order = self.by_length
+        if 0 < limit < len(order):
+            order = [order[round(i * (len(order) - 1) / max(limit - 1, 1))] for i in range(limit)]
         return [self._collate(order[s:s + batch_size]) for s in range(0, len(order), batch_size)]
 
     def _collate(self, utts: Sequence[int]) -> Batch:

@@ -31,6 +31,7 @@ from pipeline.teachers.registry import pick_device, relative_depth_layers
 log = logging.getLogger(__name__)
 DEFAULT_TRAIN = {"steps": 1000, "batch_size": 8, "crop_seconds": 2.0, "lr": 2e-4, "warmup": 0.07}
 DEV_BATCHES = 4  # held-out dev batches scored during training (the same crops every time)
+DEV_UTTERANCES = 96  # whole-utterance students: at most this many dev utterances, spread over the lengths
 DEV_EVALS = 8  # dev evaluations over a run, besides the one before the first step
 
 
@@ -146,14 +147,14 @@ def dev_batches(spec: dict, needs: Needs, audio: list[str], targets: list[str], 
                 text: str, dev_ids: list[str], crop_frames: int, seed: int, batch_size: int,
                 expect: dict[str, dict] | None = None) -> list:
     """A fixed list of batches from the dev split (its own RNG: training draws are unchanged): DEV_BATCHES batches
-    of crops, or, for methods that train on whole utterances, every dev utterance once (a few dozen batches of
-    crops' worth at most: their dev split is the transcribed tenth of the corpus)."""
+    of crops, or, for methods that train on whole utterances, every dev utterance once, up to DEV_UTTERANCES
+    spread over the lengths (4 batches of similar length would score one length range only)."""
     if not dev_ids:
         return []
     source, _ = open_sources(spec, replace(needs, target_sample=0), audio, targets, plans, codebook, text, dev_ids,
                              crop_frames, seed + 1, expect)
     if needs.whole_utterances:
-        return source.sweep(batch_size)
+        return source.sweep(batch_size, DEV_UTTERANCES)
     return [source.next(batch_size) for _ in range(DEV_BATCHES)]
 
 

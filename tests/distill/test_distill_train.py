@@ -389,6 +389,9 @@ def test_sweep_covers_every_utterance_once_shortest_first(tmp_path):
         for i in range(len(b.lengths)):
             assert int(b.lengths[i]) == conv_frames(lengths[int(float(b.wav[i, 0]) // 100000)]) * HOP + 80
     assert [int(x) for b in batches.sweep(4) for x in b.lengths] == [int(x) for b in swept for x in b.lengths]
+    capped = [int(float(b.wav[i, 0]) // 100000) for b in batches.sweep(2, limit=4) for i in range(len(b.lengths))]
+    by_length = sorted(range(11), key=lambda u: lengths[u])
+    assert capped == [by_length[i] for i in (0, 3, 7, 10)]  # shortest, longest and evenly between
 
 
 def test_prefetcher_hands_out_the_synchronous_batches_and_rng_states(tmp_path):
