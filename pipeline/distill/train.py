@@ -209,7 +209,7 @@ def build_training(cfg: dict, spec: dict, ctx: MethodContext, options: dict, tra
     method = build_method(spec["method"], ctx, options).to(device)
     opt = torch.optim.AdamW([{"params": list(model.parameters()), "scale": 1.0},
                              {"params": list(method.parameters()), "scale": float(train.get("head_lr_scale", 1.0))}],
-                            lr=train["lr"], fused=device.type in ("cpu", "cuda"))  # one kernel: ~3x faster steps
+                            lr=train["lr"], fused=device.type in ("cpu", "cuda"))  # one kernel: 3-4x faster updates
     return model, method, opt, init
 
 
