@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.harness import Sample, interleave, time_ratio
+from bench.harness import Clock, Sample, interleave, time_ratio
 from pipeline.downstream.featurizer import WeightedSum
 from pipeline.students.checkpoint import build_student
 
@@ -45,10 +44,10 @@ DIM = 512
 
 
 def _timed(work: Any, calls: int) -> Sample:
-    t0, c0 = time.perf_counter(), time.process_time()
-    for _ in range(calls):
-        work()
-    return {"wall": time.perf_counter() - t0, "cpu": time.process_time() - c0, "units": calls}
+    with Clock() as clock:
+        for _ in range(calls):
+            work()
+    return {"wall": clock.wall, "cpu": clock.cpu, "units": calls}
 
 
 def layer_mix(scale: Scale, layers: int, seed: int) -> dict[str, Any]:
